@@ -1,0 +1,224 @@
+"""The WSGI application: routing, one handler per action, and the one place where
+exceptions become responses.
+
+Shaped like werkzeug's ``examples/shortly``: a ``Map`` of ``Rule``\\ s,
+``on_<endpoint>`` handlers, and ``wsgi_app`` kept apart from ``__call__`` so that
+ProxyFix wraps only the HTTP path. The SCGI path serves ``wsgi_app`` directly,
+because there the front server has already set REMOTE_ADDR.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from . import body
+from .config import Config
+from .messages import InvalidMessage, validate
+from .store import Store, StoreUnavailable, open_store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+#: A clock returns the current time in seconds since the UNIX epoch.
+Clock = Callable[[], float]
+
+#: Seconds a client should wait before retrying after a 503.
+RETRY_AFTER = 5
+
+ACTIONS = (
+    ("GET", "/", "this page"),
+    ("POST", "/message", "insert one message (JSON object or form-urlencoded)"),
+)
+
+INFO_TEXT = """\
+habitat_http: the gateway of the amateur high-altitude-balloon tracking network.
+
+Radio listeners' software posts what it receives here: telemetry strings heard
+from balloons (RECEIVED_TELEM), the listener's station details (LISTENER_INFO)
+and the listener's own position (LISTENER_TELEM). Each accepted message is
+stored durably before the answer is sent, then passed on to habitat's archive.
+
+How to post one message:
+
+  POST {root}/message
+  Content-Type: application/json
+
+  {{"callsign": "M0ABC", "type": "RECEIVED_TELEM",
+    "time_created": 1700000000, "time_uploaded": 1700000002,
+    "data": {{"string": "<base64 of the received bytes>", "frequency": 434075000}}}}
+
+The same field names may be sent as application/x-www-form-urlencoded, with
+"data" holding the JSON text of the data object. Times are UNIX seconds from the
+client's clock; the gateway corrects them to its own clock.
+
+Answers are JSON: 200 {{"ok": true, "id": ...}} once the message is stored;
+4xx {{"ok": false, "field": ..., "error": ...}} means fix the message and do not
+retry; 503 means retry later.
+"""
+
+
+def _json(
+    payload: dict[str, Any], status: int, headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    return Response(
+        json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        headers=list(headers),
+        mimetype="application/json",
+    )
+
+
+class HabitatApp:
+    """The gateway as a WSGI application; build it with :func:`create_app`.
+
+    Attributes:
+        config: the settings it was built with.
+        store: where accepted messages are committed.
+        clock: the server clock, seconds since the UNIX epoch.
+        wsgi_app: the application without ProxyFix (for SCGI, where the front
+            server sets REMOTE_ADDR).
+    """
+
+    def __init__(self, config: Config, store: Store, clock: Clock) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.url_map = Map(
+            [
+                Rule("/", endpoint="info", methods=["GET"]),
+                Rule("/message", endpoint="message", methods=["POST"]),
+            ],
+            merge_slashes=False,
+        )
+        self._entry: WSGIApplication = self.wsgi_app
+        if config.trusted_proxies:
+            # Trust only the right-most N X-Forwarded-For entries (werkzeug ProxyFix).
+            self._entry = ProxyFix(self.wsgi_app, x_for=config.trusted_proxies)
+
+    # -- handlers ------------------------------------------------------------
+
+    def on_info(self, request: Request) -> Response:
+        """GET / and HEAD /: a plain-text description of the service."""
+        return Response(INFO_TEXT.format(root=request.root_path), mimetype="text/plain")
+
+    def on_message(self, request: Request) -> Response:
+        """POST /message: validate, clock-correct and durably store one message.
+
+        Answers 200 ``{"ok": true, "id": ..., "ignored": [...]}`` only after the
+        store has committed. Errors are mapped by :meth:`dispatch_request`.
+        """
+        fields = body.read_fields(request)
+        accepted = validate(
+            fields,
+            now=self.clock(),
+            ip=request.remote_addr,
+            blocked_callsigns=self.config.blocked_callsigns,
+            future_tolerance=self.config.future_tolerance,
+        )
+        message_id = self.store.put(accepted.message)
+        return _json({"ok": True, "id": message_id, "ignored": accepted.ignored}, 200)
+
+    # -- dispatch and error mapping -------------------------------------------
+
+    def dispatch_request(self, request: Request) -> Response:
+        """Route ``request`` and turn every exception into a JSON response.
+
+        - InvalidMessage -> 400 with ``field``, ``error`` and all ``errors``;
+        - werkzeug HTTPException -> its status (404 lists the actions, 405 has Allow,
+          413 and 415 say what to change);
+        - StoreUnavailable -> 503 with Retry-After (nothing was stored);
+        - anything else is our bug -> logged, 500.
+        """
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, values = adapter.match()
+            handler: Callable[..., Response] = getattr(self, f"on_{endpoint}")
+            return handler(request, **values)
+        except InvalidMessage as exc:
+            return _json(
+                {
+                    "ok": False,
+                    "error": exc.first.error,
+                    "field": exc.first.field,
+                    "errors": [e.as_json() for e in exc.errors],
+                },
+                400,
+            )
+        except StoreUnavailable:
+            log.warning("store unavailable", exc_info=True)
+            return _json(
+                {
+                    "ok": False,
+                    "error": "The message store is unavailable; nothing was stored, retry later.",
+                    "field": None,
+                },
+                503,
+                [("Retry-After", str(RETRY_AFTER))],
+            )
+        except HTTPException as exc:
+            return self._http_error(request, exc)
+        except Exception:
+            log.exception("unhandled error for %s %s", request.method, request.path)
+            return _json(
+                {"ok": False, "error": "Internal error in habitat_http.", "field": None}, 500
+            )
+
+    def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        payload: dict[str, Any] = {"ok": False, "field": None}
+        if isinstance(exc, NotFound):
+            payload["error"] = f"There is no action at {request.path}."
+            payload["actions"] = [f"{method} {path}: {what}" for method, path, what in ACTIONS]
+        elif isinstance(exc, MethodNotAllowed):
+            allowed = ", ".join(exc.valid_methods or ())
+            payload["error"] = f"{request.method} is not allowed on {request.path}; use {allowed}."
+        elif isinstance(exc, RequestEntityTooLarge):
+            payload["error"] = f"The body is larger than the limit of {self.config.max_body} bytes."
+        else:
+            payload["error"] = exc.description or exc.name
+        return _json(payload, exc.code or 500, headers)
+
+    def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI entry point without ProxyFix (PEP 3333)."""
+        request = Request(environ)
+        request.max_content_length = self.config.max_body
+        request.max_form_memory_size = self.config.max_body
+        response = self.dispatch_request(request)
+        return response(environ, start_response)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI entry point for HTTP servers, with ProxyFix when configured."""
+        return self._entry(environ, start_response)
+
+
+def create_app(
+    config: Config | None = None, store: Store | None = None, clock: Clock | None = None
+) -> HabitatApp:
+    """Build the gateway.
+
+    Args:
+        config: settings; read from the ``HABITAT_*`` environment when None.
+        store: where messages go; opened from ``config.db_url`` when None. Opening
+            does no I/O: the database is first touched by the first request.
+        clock: server clock in seconds since the UNIX epoch; ``time.time`` when None.
+
+    Raises:
+        ConfigError: a setting in the environment is unusable.
+    """
+    config = Config.from_env() if config is None else config
+    if store is None:
+        store = open_store(
+            config.db_url, synchronous=config.sqlite_synchronous, timeout=config.db_timeout
+        )
+    return HabitatApp(config, store, time.time if clock is None else clock)

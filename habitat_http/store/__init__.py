@@ -1,0 +1,71 @@
+"""Durable message storage: the :class:`Store` protocol and :func:`open_store`.
+
+A backend is chosen by the URL in ``HABITAT_DB``. Opening a store does no I/O;
+the first call that needs the database connects and applies migrations.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..config import ConfigError
+from ..messages import Message
+
+
+class StoreError(Exception):
+    """Base class of store failures."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot take the write now (locked past the timeout, disk full,
+    unreachable). Nothing was committed; the app answers 503 with Retry-After."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer habitat_http; refuse to touch it."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where accepted messages are kept.
+
+    Implementations are safe to share between the threads of one process, and
+    between processes that open the same database.
+    """
+
+    def put(self, message: Message) -> int:
+        """Commit ``message`` durably and return its id.
+
+        Ids increase with each message. When this returns, the message survives a
+        crash (and, with SQLite's synchronous=FULL, a power loss).
+
+        Raises:
+            StoreUnavailable: nothing was committed; the client may retry later.
+        """
+        ...
+
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+        """Stored messages with ``id > after`` in id order, at most ``limit`` of them."""
+        ...
+
+    def close(self) -> None:
+        """Release this process's connections; the store reconnects if used again."""
+        ...
+
+
+def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> Store:
+    """The store for a ``HABITAT_DB`` URL.
+
+    Args:
+        url: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+        synchronous: SQLite ``PRAGMA synchronous`` level.
+        timeout: seconds to wait for a locked database before StoreUnavailable.
+
+    Raises:
+        ConfigError: the URL's scheme is not supported.
+    """
+    if url.startswith("sqlite:///"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous, timeout=timeout)
+    raise ConfigError(f"HABITAT_DB must be a sqlite:/// URL, not {url!r}.")
