@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 from . import body
 from .config import Config
 from .messages import InvalidMessage, validate
-from .store import Store, StoreUnavailable, open_store
+from .store import Store, StoreError, open_store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -137,7 +137,8 @@ class HabitatApp:
         - InvalidMessage -> 400 with ``field``, ``error`` and all ``errors``;
         - werkzeug HTTPException -> its status (404 lists the actions, 405 has Allow,
           413 and 415 say what to change);
-        - StoreUnavailable -> 503 with Retry-After (nothing was stored);
+        - StoreError (unavailable, or a schema too new) -> 503 with Retry-After;
+          nothing was stored;
         - anything else is our bug -> logged, 500.
         """
         adapter = self.url_map.bind_to_environ(request.environ)
@@ -155,8 +156,8 @@ class HabitatApp:
                 },
                 400,
             )
-        except StoreUnavailable:
-            log.warning("store unavailable", exc_info=True)
+        except StoreError:
+            log.error("store unavailable", exc_info=True)
             return _json(
                 {
                     "ok": False,

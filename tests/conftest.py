@@ -1,0 +1,185 @@
+"""Shared fixtures: isolated apps on tmp SQLite files with a fake clock, real
+telemetry from tests/data, and real gunicorn processes on free loopback ports."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.test import Client
+
+from habitat_http import create_app
+from habitat_http.app import HabitatApp
+from habitat_http.config import Config
+from habitat_http.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+CLIENT_IP = "192.0.2.7"  # RFC 5737 documentation address
+
+
+class IPClient(Client):
+    """werkzeug's test Client, with REMOTE_ADDR set as a real server would."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("environ_base", {"REMOTE_ADDR": CLIENT_IP})
+        return super().open(*args, **kwargs)
+
+
+class FakeClock:
+    """A settable server clock, in seconds since the UNIX epoch."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Gateway:
+    """An app built by create_app on its own tmp database, and a test client."""
+
+    app: HabitatApp
+    store: SQLiteStore
+    clock: FakeClock
+    client: IPClient
+    db_path: Path
+
+    def post(self, message: dict[str, Any], **environ: Any) -> Any:
+        return self.client.post("/message", json=message, environ_overrides=environ or None)
+
+
+def b64(text: str | bytes) -> str:
+    raw = text.encode() if isinstance(text, str) else text
+    return base64.b64encode(raw).decode("ascii")
+
+
+def telem(
+    sentence: str = "$$habitat,123,12:45:06,-35.1032,138.8568,4285,3.6,hab*5681\n",
+    callsign: str = "M0ABC",
+    time_created: float = 1_699_999_990,
+    time_uploaded: float = 1_699_999_995,
+    **data: Any,
+) -> dict[str, Any]:
+    """A RECEIVED_TELEM message as a client would post it."""
+    return {
+        "callsign": callsign,
+        "type": "RECEIVED_TELEM",
+        "time_created": time_created,
+        "time_uploaded": time_uploaded,
+        "data": {"string": b64(sentence), **data},
+    }
+
+
+def make_gateway(tmp_path: Path, config: Config | None = None) -> Gateway:
+    db_path = tmp_path / "habitat.db"
+    store = SQLiteStore(str(db_path))
+    clock = FakeClock()
+    app = create_app(config or Config(), store, clock)
+    client = IPClient(app)
+    return Gateway(app, store, clock, client, db_path)
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[Gateway]:
+    gateway = make_gateway(tmp_path)
+    yield gateway
+    gateway.store.close()
+
+
+@pytest.fixture(scope="session")
+def sentences() -> list[dict[str, Any]]:
+    """Every real sentence in tests/data/ukhas_sentences.jsonl (see SOURCES.md)."""
+    with open(DATA / "ukhas_sentences.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A real server process and the URL it answers on."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_gunicorn(
+    tmp_path: Path, env: dict[str, str], *args: str, app: str = "wsgi:app"
+) -> Server:
+    """Start ``gunicorn app`` from the repository root on a free port; wait until it answers."""
+    port = free_port()
+    log = tmp_path / f"gunicorn-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *args, app],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited early:\n{log.read_text()}")
+        try:
+            requests.get(server.url + "/", timeout=1)
+            return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Any]:
+    """A factory that starts gunicorn processes and stops them after the test."""
+    servers: list[Server] = []
+
+    def start(env: dict[str, str], *args: str, app: str = "wsgi:app") -> Server:
+        server = start_gunicorn(tmp_path, env, *args, app=app)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def cli_messages(db_url: str, *args: str) -> list[dict[str, Any]]:
+    """Run the real ``habitat-http messages`` command and parse its JSON lines."""
+    out = subprocess.run(
+        [sys.executable, "-m", "habitat_http", "messages", "--db", db_url, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines()]
