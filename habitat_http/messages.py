@@ -46,8 +46,8 @@ MAX_INFO_CHARS = 256
 MAX_TIMESTAMP = 10**10
 _CALLSIGN_RE = re.compile(r"[A-Za-z0-9/_-]{1,32}")
 _HAS_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
-_DECIMAL_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
-_HMS_RE = re.compile(r"(\d{1,2}):(\d{2}):(\d{2})")
+_DECIMAL_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
+_HMS_RE = re.compile(r"([0-9]{1,2}):([0-9]{2}):([0-9]{2})")
 # Numbers beyond this magnitude are nonsense for every field here and would lose
 # precision as floats.
 _MAX_MAGNITUDE = 1e15

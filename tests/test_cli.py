@@ -19,8 +19,17 @@ from .conftest import cli_messages
 def fill(path: Path, n: int) -> list[int]:
     store = SQLiteStore(str(path))
     ids = [
-        store.put(Message(f"M{i}", "LISTENER_INFO", 100 + i, 200 + i, {"name": f"Zoë {i}"},
-                          "192.0.2.1", 200.5 + i))
+        store.put(
+            Message(
+                f"M{i}",
+                "LISTENER_INFO",
+                100 + i,
+                200 + i,
+                {"name": f"Zoë {i}"},
+                "192.0.2.1",
+                200.5 + i,
+            )
+        )
         for i in range(n)
     ]
     store.close()
@@ -31,16 +40,41 @@ def test_messages_prints_json_lines_in_id_order(tmp_path: Path) -> None:
     ids = fill(tmp_path / "h.db", 3)
     rows = cli_messages(f"sqlite:///{tmp_path}/h.db")
     assert [r["id"] for r in rows] == ids
-    assert rows[0] == {"id": ids[0], "callsign": "M0", "type": "LISTENER_INFO", "time_created": 100,
-                       "time_uploaded": 200, "ip": "192.0.2.1", "data": {"name": "Zoë 0"}}
-    assert list(rows[0]) == ["id", "callsign", "type", "time_created", "time_uploaded", "ip", "data"]
+    assert rows[0] == {
+        "id": ids[0],
+        "callsign": "M0",
+        "type": "LISTENER_INFO",
+        "time_created": 100,
+        "time_uploaded": 200,
+        "ip": "192.0.2.1",
+        "data": {"name": "Zoë 0"},
+    }
+    assert list(rows[0]) == [
+        "id",
+        "callsign",
+        "type",
+        "time_created",
+        "time_uploaded",
+        "ip",
+        "data",
+    ]
 
 
 def test_after_and_limit_page_across_batches(tmp_path: Path) -> None:
     ids = fill(tmp_path / "h.db", 2500)
     runner = CliRunner()
-    result = runner.invoke(main, ["messages", "--db", f"sqlite:///{tmp_path}/h.db",
-                                  "--after", str(ids[10]), "--limit", "1500"])
+    result = runner.invoke(
+        main,
+        [
+            "messages",
+            "--db",
+            f"sqlite:///{tmp_path}/h.db",
+            "--after",
+            str(ids[10]),
+            "--limit",
+            "1500",
+        ],
+    )
     assert result.exit_code == 0, result.output
     got = [json.loads(line)["id"] for line in result.output.splitlines()]
     assert got == ids[11:1511]
@@ -50,7 +84,9 @@ def test_after_and_limit_page_across_batches(tmp_path: Path) -> None:
 
 def test_db_from_environment(tmp_path: Path) -> None:
     fill(tmp_path / "h.db", 1)
-    result = CliRunner().invoke(main, ["messages"], env={"HABITAT_DB": f"sqlite:///{tmp_path}/h.db"})
+    result = CliRunner().invoke(
+        main, ["messages"], env={"HABITAT_DB": f"sqlite:///{tmp_path}/h.db"}
+    )
     assert result.exit_code == 0 and json.loads(result.output)["callsign"] == "M0"
 
 

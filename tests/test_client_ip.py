@@ -14,8 +14,9 @@ from .conftest import CLIENT_IP, make_gateway, telem
 def stored_ip(tmp_path: Path, proxies: int, xff: str | None, remote: str = CLIENT_IP) -> str | None:
     gw = make_gateway(tmp_path, Config(trusted_proxies=proxies))
     headers = {"X-Forwarded-For": xff} if xff is not None else {}
-    r = gw.client.post("/message", json=telem(), headers=headers,
-                       environ_base={"REMOTE_ADDR": remote})
+    r = gw.client.post(
+        "/message", json=telem(), headers=headers, environ_base={"REMOTE_ADDR": remote}
+    )
     assert r.status_code == 200
     [message] = gw.store.read_after(0)
     gw.store.close()
@@ -55,7 +56,11 @@ def test_wsgi_app_skips_proxyfix(tmp_path: Path) -> None:
 
     gw = make_gateway(tmp_path, Config(trusted_proxies=1))
     client = Client(gw.app.wsgi_app)
-    r = client.post("/message", json=telem(), headers={"X-Forwarded-For": "203.0.113.9"},
-                    environ_base={"REMOTE_ADDR": CLIENT_IP})
+    r = client.post(
+        "/message",
+        json=telem(),
+        headers={"X-Forwarded-For": "203.0.113.9"},
+        environ_base={"REMOTE_ADDR": CLIENT_IP},
+    )
     assert r.status_code == 200
     assert gw.store.read_after(0)[0].ip == CLIENT_IP

@@ -20,7 +20,9 @@ from .conftest import b64, cli_messages, telem
 pytestmark = pytest.mark.slow
 
 
-def post_all(url: str, jobs: list[tuple[dict[str, Any], dict[str, str]]], threads: int = 8) -> list[Any]:
+def post_all(
+    url: str, jobs: list[tuple[dict[str, Any], dict[str, str]]], threads: int = 8
+) -> list[Any]:
     """POST every (message, headers) job from ``threads`` threads; return the JSON answers."""
     local = threading.local()
 
@@ -39,9 +41,12 @@ def test_two_workers_concurrent_posts_read_back_with_cli(tmp_path: Path, gunicor
     db = f"sqlite:///{tmp_path}/habitat.db"
     server = gunicorn({"HABITAT_DB": db}, "--workers", "2")
     jobs = [
-        (telem(f"$$THREAD{t},{i},12:00:00*00", callsign=f"M{t}ABC"),
-         {"X-Forwarded-For": "203.0.113.66"})  # must be ignored: no trusted proxies
-        for t in range(8) for i in range(40)
+        (
+            telem(f"$$THREAD{t},{i},12:00:00*00", callsign=f"M{t}ABC"),
+            {"X-Forwarded-For": "203.0.113.66"},
+        )  # must be ignored: no trusted proxies
+        for t in range(8)
+        for i in range(40)
     ]
     answers = post_all(server.url, jobs)
     ids = [a["id"] for a in answers]
@@ -62,7 +67,7 @@ def test_real_telemetry_replayed_from_several_listeners(
     db = f"sqlite:///{tmp_path}/habitat.db"
     # One trusted proxy, so each listener can arrive from its own address.
     server = gunicorn({"HABITAT_DB": db, "HABITAT_TRUSTED_PROXIES": "1"}, "--workers", "2")
-    listeners = sorted({r for s in sentences for r in s["receivers"]}) + ["M0PITS"]
+    listeners = [*sorted({r for s in sentences for r in s["receivers"]}), "M0PITS"]
     ip_of = {callsign: f"198.51.{n // 250}.{n % 250 + 1}" for n, callsign in enumerate(listeners)}
     skew = 3600  # every client clock is an hour slow
     jobs = []

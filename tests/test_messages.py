@@ -65,7 +65,20 @@ def test_valid_callsigns_are_stored_uppercased(gw: Gateway, callsign: str) -> No
 
 @pytest.mark.parametrize(
     "callsign",
-    ["", "X" * 33, "M0 ABC", "M0ABC!", "---", "/_/", "Zoë", "M0ABC\n", "M0ABC\x00", 12345, None, ["M0"]],
+    [
+        "",
+        "X" * 33,
+        "M0 ABC",
+        "M0ABC!",
+        "---",
+        "/_/",
+        "Zoë",
+        "M0ABC\n",
+        "M0ABC\x00",
+        12345,
+        None,
+        ["M0"],
+    ],
 )
 def test_invalid_callsigns_get_400(gw: Gateway, callsign: Any) -> None:
     rejected(gw, telem(callsign=callsign), "callsign")
@@ -118,23 +131,31 @@ def test_clock_correction_for_a_fast_client_clock(gw: Gateway) -> None:
 
 def test_times_as_decimal_strings_are_accepted(gw: Gateway) -> None:
     gw.clock.now = 1_700_000_000.25
-    assert gw.post(telem(time_created="1699999990.5", time_uploaded="1699999995")).status_code == 200
+    assert (
+        gw.post(telem(time_created="1699999990.5", time_uploaded="1699999995")).status_code == 200
+    )
     [m] = gw.store.read_after(0)
     assert m.time_created == round(1_699_999_990.5 + 5.25)
     assert m.time_uploaded == 1_700_000_000
 
 
 def test_created_a_minute_ahead_of_upload_is_allowed(gw: Gateway) -> None:
-    assert gw.post(telem(time_created=1_700_000_060, time_uploaded=1_700_000_000)).status_code == 200
+    assert (
+        gw.post(telem(time_created=1_700_000_060, time_uploaded=1_700_000_000)).status_code == 200
+    )
 
 
 def test_created_in_the_future_is_refused(gw: Gateway) -> None:
-    error = rejected(gw, telem(time_created=1_700_000_061, time_uploaded=1_700_000_000), "time_created")
+    error = rejected(
+        gw, telem(time_created=1_700_000_061, time_uploaded=1_700_000_000), "time_created"
+    )
     assert "future" in error
 
 
 @pytest.mark.parametrize("field", ["time_created", "time_uploaded"])
-@pytest.mark.parametrize("value", [True, None, "", "soon", "1e9", "0x10", -1, 1e11, [1], {"s": 1}, "NaN"])
+@pytest.mark.parametrize(
+    "value", [True, None, "", "soon", "1e9", "0x10", -1, 1e11, [1], {"s": 1}, "NaN"]
+)
 def test_bad_timestamps_get_400(gw: Gateway, field: str, value: Any) -> None:
     message = telem()
     message[field] = value
@@ -293,7 +314,9 @@ def test_listener_telem_required_keys(gw: Gateway, key: str) -> None:
 
 def test_listener_telem_edges_are_inclusive(gw: Gateway) -> None:
     for lat, lon in [(90, 180), (-90, -180), (0, 0)]:
-        assert gw.post(listener_telem(latitude=lat, longitude=lon, altitude=-400)).status_code == 200
+        assert (
+            gw.post(listener_telem(latitude=lat, longitude=lon, altitude=-400)).status_code == 200
+        )
 
 
 # --- the pure function ----------------------------------------------------------
@@ -301,7 +324,11 @@ def test_listener_telem_edges_are_inclusive(gw: Gateway) -> None:
 
 def test_validate_reports_the_first_problem_first() -> None:
     with pytest.raises(InvalidMessage) as info:
-        validate({"callsign": "N0CALL", "type": "TELEM"}, now=0, ip=None,
-                 blocked_callsigns=frozenset({"N0CALL"}))
+        validate(
+            {"callsign": "N0CALL", "type": "TELEM"},
+            now=0,
+            ip=None,
+            blocked_callsigns=frozenset({"N0CALL"}),
+        )
     assert info.value.first.field == "callsign"
     assert [e.field for e in info.value.errors][:2] == ["callsign", "type"]

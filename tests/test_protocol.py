@@ -17,7 +17,9 @@ def stored_rows(gw: Gateway) -> list[tuple[object, ...]]:
     # A separate connection proves the row is committed, not just in our transaction.
     gw.store.initialize()
     with closing(sqlite3.connect(gw.db_path)) as conn:
-        return conn.execute("SELECT id, callsign, type, ip, data FROM messages ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT id, callsign, type, ip, data FROM messages ORDER BY id"
+        ).fetchall()
 
 
 def test_post_json_stores_and_answers_with_id(gw: Gateway) -> None:
@@ -66,8 +68,13 @@ def test_form_body_with_json_data(gw: Gateway) -> None:
 def test_form_data_that_is_not_json_names_the_field(gw: Gateway) -> None:
     r = gw.client.post(
         "/message",
-        data={"callsign": "M0ABC", "type": "LISTENER_INFO", "time_created": "1",
-              "time_uploaded": "1", "data": "{not json"},
+        data={
+            "callsign": "M0ABC",
+            "type": "LISTENER_INFO",
+            "time_created": "1",
+            "time_uploaded": "1",
+            "data": "{not json",
+        },
     )
     assert r.status_code == 400
     assert r.get_json()["field"] == "data"

@@ -38,7 +38,10 @@ def test_round_trip(tmp_path: Path) -> None:
     assert back.data == data
     assert back.callsign == "M1ABC" and back.ip == "192.0.2.1"
     assert (back.time_created, back.time_uploaded, back.time_received) == (
-        1_700_000_001, 1_700_000_006, 1_700_000_006.5)
+        1_700_000_001,
+        1_700_000_006,
+        1_700_000_006.5,
+    )
     store.close()
 
 
