@@ -84,20 +84,30 @@ def telem(
     }
 
 
+_open_stores: list[SQLiteStore] = []
+
+
 def make_gateway(tmp_path: Path, config: Config | None = None) -> Gateway:
+    """A fresh app on ``tmp_path/habitat.db``; its store is closed after the test."""
     db_path = tmp_path / "habitat.db"
     store = SQLiteStore(str(db_path))
+    _open_stores.append(store)
     clock = FakeClock()
     app = create_app(config or Config(), store, clock)
     client = IPClient(app)
     return Gateway(app, store, clock, client, db_path)
 
 
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _open_stores:
+        _open_stores.pop().close()
+
+
 @pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
-    gateway = make_gateway(tmp_path)
-    yield gateway
-    gateway.store.close()
+def gw(tmp_path: Path) -> Gateway:
+    return make_gateway(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,12 @@ Durability and concurrency choices, from SQLite's documentation:
 
 - WAL journal with ``synchronous=FULL``: a commit is fsync'd to the WAL before
   ``put`` returns, so it survives power loss.
-- One connection per thread, opened lazily and re-opened after a fork, because a
-  sqlite3 connection must not cross threads or processes.
+- One connection per process, opened lazily and re-opened after a fork, because a
+  sqlite3 connection must not cross processes; a lock shares it between threads.
 - ``BEGIN IMMEDIATE`` takes the write lock at the start of a transaction, so a
   waiting writer honours ``busy_timeout`` instead of failing on lock upgrade.
 - Switching to WAL and creating the schema happen once per database under an
-  exclusive ``flock`` on ``<db>.init-lock``: several gunicorn workers opening a
+  exclusive ``flock`` on ``<db>.lock``: several gunicorn workers opening a
   new file at the same moment would otherwise fail with "database is locked"
   from concurrent ``PRAGMA journal_mode=WAL``.
 """
@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import threading
-from typing import Any
+from typing import IO, Any
 
 from ..messages import Message
 from . import SchemaTooNew, StoreUnavailable
@@ -30,7 +30,7 @@ from . import SchemaTooNew, StoreUnavailable
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE messages (
-        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            INTEGER PRIMARY KEY,
         callsign      TEXT    NOT NULL,
         type          TEXT    NOT NULL,
         time_created  INTEGER NOT NULL,
@@ -53,23 +53,47 @@ _SELECT = (
 )
 
 
+class _Batch:
+    """Rows waiting for a group commit, and what became of them."""
+
+    __slots__ = ("done", "error", "ids", "rows")
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.rows = [_row(m) for m in messages]  # serialised before taking any lock
+        self.ids: list[int] = []
+        self.error: StoreUnavailable | None = None
+        self.done = threading.Event()
+
+
 class SQLiteStore:
     """Messages in one SQLite file; see the module docstring for the guarantees.
+
+    Writes use group commit: concurrent :meth:`put` calls in one process are
+    written in one transaction with one fsync, and each returns only after that
+    commit. The thread that finds no commit in progress leads; the others wait
+    for its result. Between processes, an ``flock`` on ``<db>.lock`` queues the
+    writers, so a waiting writer wakes as soon as the lock is free instead of
+    sleeping in SQLite's busy handler.
 
     Args:
         path: the database file; relative paths are relative to the working
             directory. Its directory must exist.
         synchronous: ``PRAGMA synchronous`` level (OFF, NORMAL, FULL, EXTRA).
-        timeout: seconds to wait for another writer before StoreUnavailable.
+        timeout: seconds a write waits for other writers before StoreUnavailable.
     """
 
     def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
         self.path = path
+        self.lock_path = path + ".lock"
         self.synchronous = synchronous
         self.timeout = timeout
-        self._local = threading.local()
-        self._ready_pid = 0
-        self._ready_lock = threading.Lock()
+        self._pid = 0
+        self._conn_: sqlite3.Connection | None = None
+        self._lock_file: IO[bytes] | None = None
+        # Held by the leading writer (and by readers) of this process.
+        self._db_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._pending: list[_Batch] = []
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r})"
@@ -77,26 +101,25 @@ class SQLiteStore:
     # -- connections ---------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        # Guarded by _db_lock, so one connection serves every thread of a process.
         conn = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         return conn
 
     def _conn(self) -> sqlite3.Connection:
-        pid = os.getpid()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == pid:
-            return conn
-        if self._ready_pid != pid:
-            with self._ready_lock:
-                if self._ready_pid != pid:
-                    self.initialize()
-                    self._ready_pid = pid
-        conn = self._connect()
-        self._local.conn, self._local.pid = conn, pid
-        return conn
+        """This process's connection; call with _db_lock held."""
+        if self._conn_ is not None and self._pid == os.getpid():
+            return self._conn_
+        # New, or inherited across a fork: never reuse the parent's handles.
+        self._conn_, self._lock_file = None, None
+        self.initialize()
+        self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
+        self._conn_ = self._connect()
+        self._pid = os.getpid()
+        return self._conn_
 
     def initialize(self) -> None:
         """Switch the file to WAL and apply pending migrations, once, across processes.
@@ -106,18 +129,15 @@ class SQLiteStore:
             StoreUnavailable: the file cannot be opened or locked.
         """
         try:
-            with open(self.path + ".init-lock", "a") as lock:
+            with open(self.lock_path, "ab") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
+                conn = self._connect()
                 try:
-                    conn = self._connect()
-                    try:
-                        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                            conn.execute("PRAGMA journal_mode = WAL")
-                        self._migrate(conn)
-                    finally:
-                        conn.close()
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        conn.execute("PRAGMA journal_mode = WAL")
+                    self._migrate(conn)
                 finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+                    conn.close()
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
@@ -143,44 +163,103 @@ class SQLiteStore:
 
     def put(self, message: Message) -> int:
         """Commit one message; see :meth:`habitat_http.store.Store.put`."""
-        row = (
-            message.callsign,
-            message.type,
-            message.time_created,
-            message.time_uploaded,
-            message.ip,
-            json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
-            message.time_received,
-        )
+        return self.put_many([message])[0]
+
+    def put_many(self, messages: list[Message]) -> list[int]:
+        """Commit ``messages`` in one transaction (shared with concurrent callers).
+
+        Returns:
+            Their ids, in order, once the transaction is durably committed.
+
+        Raises:
+            StoreUnavailable: nothing of ``messages`` was committed.
+        """
+        batch = _Batch(messages)
+        with self._queue_lock:
+            self._pending.append(batch)
+        if self._db_lock.acquire(timeout=self.timeout):
+            try:
+                if not batch.done.is_set():
+                    with self._queue_lock:
+                        group, self._pending = self._pending, []
+                    self._commit(group)
+            finally:
+                self._db_lock.release()
+        else:
+            with self._queue_lock:
+                if batch in self._pending:
+                    self._pending.remove(batch)
+                    raise StoreUnavailable(f"no write slot within {self.timeout} s")
+            batch.done.wait()  # a leader already holds it in its transaction
+        if batch.error is not None:
+            raise batch.error
+        return batch.ids
+
+    def _commit(self, group: list[_Batch]) -> None:
+        """Write every batch of ``group`` in one transaction; call with _db_lock held."""
         try:
             conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
+            assert self._lock_file is not None
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             try:
-                cursor = conn.execute(_INSERT, row)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [
+                        [conn.execute(_INSERT, row).lastrowid or 0 for row in b.rows]
+                        for b in group
+                    ]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        except (sqlite3.OperationalError, StoreUnavailable) as exc:
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+            for b in group:
+                b.error = error
+                b.done.set()
+            return
+        except BaseException as exc:
+            # Our bug: fail every waiter the same way instead of leaving it hanging.
+            for b in group:
+                b.error = StoreUnavailable(f"write failed: {exc!r}")
+                b.done.set()
+            raise
+        for b, batch_ids in zip(group, ids, strict=True):
+            b.ids = batch_ids
+            b.done.set()
 
     def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
         """Messages with ``id > after`` in id order; see the Store protocol."""
         try:
-            rows = self._conn().execute(_SELECT, (after, -1 if limit is None else limit))
-            return [_message(row) for row in rows]
+            with self._db_lock:
+                rows = self._conn().execute(_SELECT, (after, -1 if limit is None else limit))
+                return [_message(row) for row in rows]
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
-            conn.close()
+        """Close this process's connection; the store reconnects if used again."""
+        with self._db_lock:
+            if self._conn_ is not None and self._pid == os.getpid():
+                self._conn_.close()
+            if self._lock_file is not None and self._pid == os.getpid():
+                self._lock_file.close()
+            self._conn_, self._lock_file, self._pid = None, None, 0
+
+
+def _row(message: Message) -> tuple[Any, ...]:
+    return (
+        message.callsign,
+        message.type,
+        message.time_created,
+        message.time_uploaded,
+        message.ip,
+        json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
+        message.time_received,
+    )
 
 
 def _message(row: tuple[Any, ...]) -> Message:

@@ -1,0 +1,23 @@
+-- wrk script: POST /message with real telemetry strings, a different message each time.
+-- The strings (base64) are read from the file named by $BENCH_STRINGS, one per line.
+local strings = {}
+for line in io.lines(os.getenv("BENCH_STRINGS")) do strings[#strings + 1] = line end
+local counter = 0
+local thread_no = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("thread_no", #threads)
+  table.insert(threads, thread)
+end
+
+function request()
+  counter = counter + 1
+  local now = os.time()
+  local s = strings[((counter * 7919 + thread_no * 104729) % #strings) + 1]
+  local body = string.format(
+    '{"callsign":"BENCH%d","type":"RECEIVED_TELEM","time_created":%d,' ..
+    '"time_uploaded":%d,"data":{"string":"%s","frequency":434075000}}',
+    thread_no, now - (counter % 5), now, s)
+  return wrk.format("POST", "/message", {["Content-Type"] = "application/json"}, body)
+end

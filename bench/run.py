@@ -1,0 +1,185 @@
+"""Gateway throughput against a hello-world WSGI app, both under the same gunicorn.
+
+One run measures, with the same gunicorn settings and the same wrk load:
+  (a) bench/hello.py, a WSGI app that reads the body and answers small JSON;
+  (b) habitat_http storing every message in SQLite (synchronous=FULL by default);
+and prints both throughputs and their ratio. Every message wrk posts is a real
+telemetry string from tests/data/ukhas_sentences.jsonl.
+
+    python bench/run.py [--workers 2] [--worker-class sync] [--threads 1]
+                        [--connections 8] [--duration 10]
+
+Needs wrk (Debian package "wrk"); it is installed with apt-get when missing and
+the script runs as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        wrk = shutil.which("wrk")
+    if not wrk:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return wrk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gunicorn(
+    app: str, args: argparse.Namespace, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        args.worker_class,
+        "--threads",
+        str(args.threads),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit(f"{app} did not start")
+
+
+def run_wrk(
+    wrk: str, url: str, args: argparse.Namespace, strings: Path, seconds: int
+) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            wrk,
+            "-t",
+            "2",
+            "-c",
+            str(args.connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(BENCH / "post.lua"),
+            url + "/message",
+        ],
+        env={**os.environ, "BENCH_STRINGS": str(strings)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {
+        "rps": rps,
+        "requests": total,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+    }
+
+
+def measure(
+    wrk: str, app: str, args: argparse.Namespace, env: dict[str, str], strings: Path
+) -> dict[str, float]:
+    proc, url = start_gunicorn(app, args, env)
+    try:
+        run_wrk(wrk, url, args, strings, 2)  # warm-up
+        return run_wrk(wrk, url, args, strings, args.duration)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--synchronous", default="FULL")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        strings = Path(tmp) / "strings.txt"
+        with (
+            open(ROOT / "tests/data/ukhas_sentences.jsonl", encoding="utf-8") as f,
+            strings.open("w") as out,
+        ):
+            for line in f:
+                out.write(base64.b64encode(json.loads(line)["sentence"].encode()).decode() + "\n")
+        db = Path(tmp) / "bench.db"
+        hello = measure(wrk, "bench.hello:app", args, {}, strings)
+        habitat = measure(
+            wrk,
+            "wsgi:app",
+            args,
+            {"HABITAT_DB": f"sqlite:///{db}", "HABITAT_SQLITE_SYNCHRONOUS": args.synchronous},
+            strings,
+        )
+        with closing(sqlite3.connect(db)) as conn:
+            stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+    settings = (
+        f"gunicorn --workers {args.workers} --worker-class {args.worker_class} "
+        f"--threads {args.threads}; wrk -t2 -c{args.connections} -d{args.duration}s; "
+        f"synchronous={args.synchronous}"
+    )
+    print(settings)
+    print(f"hello-world WSGI app : {hello['rps']:9.0f} req/s  p99 {hello['p99_ms']:.2f} ms")
+    print(
+        f"habitat_http (SQLite): {habitat['rps']:9.0f} req/s  p99 {habitat['p99_ms']:.2f} ms"
+        f"  non-2xx {habitat['non2xx']:.0f}  rows stored {stored} (incl. warm-up)"
+    )
+    print(f"ratio habitat_http / hello-world: {habitat['rps'] / hello['rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
