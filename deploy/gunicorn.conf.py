@@ -1,0 +1,29 @@
+"""Production gunicorn settings for habitat_http (gunicorn's config is Python code).
+
+    python3 -m gunicorn -c deploy/gunicorn.conf.py wsgi:app
+
+Run from the repository root (or set ``chdir``); the gateway itself is configured
+by HABITAT_* variables. Command-line options override these settings.
+"""
+
+import multiprocessing
+
+wsgi_app = "wsgi:app"
+bind = ["127.0.0.1:8000"]
+
+# gthread workers are safe to expose directly (sync workers need a buffering
+# proxy), and their threads share SQLite commits: one fsync for many messages.
+worker_class = "gthread"
+workers = min(4, multiprocessing.cpu_count())
+threads = 8
+
+# A request that takes 30 s is stuck (a commit takes milliseconds).
+timeout = 30
+# In-flight requests get this long to finish on SIGTERM; a systemd unit's
+# TimeoutStopSec must be longer than this.
+graceful_timeout = 20
+keepalive = 5
+
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
