@@ -6,7 +6,7 @@ One run measures, with the same gunicorn settings and the same wrk load:
 and prints both throughputs and their ratio. Every message wrk posts is a real
 telemetry string from tests/data/ukhas_sentences.jsonl.
 
-    python bench/run.py [--workers 2] [--worker-class sync] [--threads 1]
+    python bench/run.py [--workers 2] [--worker-class gthread] [--threads 8]
                         [--connections 8] [--duration 10]
 
 Needs wrk (Debian package "wrk"); it is installed with apt-get when missing and
@@ -139,8 +139,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", default="sync")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--worker-class", default="gthread")
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--synchronous", default="FULL")

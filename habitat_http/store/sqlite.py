@@ -180,9 +180,7 @@ class SQLiteStore:
         if self._db_lock.acquire(timeout=self.timeout):
             try:
                 if not batch.done.is_set():
-                    with self._queue_lock:
-                        group, self._pending = self._pending, []
-                    self._commit(group)
+                    self._commit_pending()
             finally:
                 self._db_lock.release()
         else:
@@ -195,13 +193,20 @@ class SQLiteStore:
             raise batch.error
         return batch.ids
 
-    def _commit(self, group: list[_Batch]) -> None:
-        """Write every batch of ``group`` in one transaction; call with _db_lock held."""
+    def _commit_pending(self) -> None:
+        """Write every pending batch in one transaction; call with _db_lock held.
+
+        The pending list is taken only once this process holds the write lock, so
+        whatever queued while it waited for other processes joins this commit.
+        """
+        group: list[_Batch] = []
         try:
             conn = self._conn()
             assert self._lock_file is not None
             fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             try:
+                with self._queue_lock:
+                    group, self._pending = self._pending, []
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     ids = [
@@ -217,18 +222,22 @@ class SQLiteStore:
                 fcntl.flock(self._lock_file, fcntl.LOCK_UN)
         except (sqlite3.OperationalError, StoreUnavailable) as exc:
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
-            for b in group:
-                b.error = error
-                b.done.set()
+            self._fail(group, error)
             return
         except BaseException as exc:
             # Our bug: fail every waiter the same way instead of leaving it hanging.
-            for b in group:
-                b.error = StoreUnavailable(f"write failed: {exc!r}")
-                b.done.set()
+            self._fail(group, StoreUnavailable(f"write failed: {exc!r}"))
             raise
         for b, batch_ids in zip(group, ids, strict=True):
             b.ids = batch_ids
+            b.done.set()
+
+    def _fail(self, group: list[_Batch], error: StoreUnavailable) -> None:
+        if not group:  # failed before taking the queue: fail everything waiting
+            with self._queue_lock:
+                group, self._pending = self._pending, []
+        for b in group:
+            b.error = error
             b.done.set()
 
     def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
