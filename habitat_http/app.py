@@ -118,7 +118,7 @@ class HabitatApp:
         Answers 200 ``{"ok": true, "id": ..., "ignored": [...]}`` only after the
         store has committed. Errors are mapped by :meth:`dispatch_request`.
         """
-        fields = body.read_fields(request)
+        fields = body.read_fields(request, self.config.max_body)
         accepted = validate(
             fields,
             now=self.clock(),
@@ -193,7 +193,8 @@ class HabitatApp:
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """The WSGI entry point without ProxyFix (PEP 3333)."""
         request = Request(environ)
-        request.max_content_length = self.config.max_body
+        # One byte over the limit, so body.read_body can tell "too long" from "cut".
+        request.max_content_length = self.config.max_body + 1
         request.max_form_memory_size = self.config.max_body
         response = self.dispatch_request(request)
         return response(environ, start_response)

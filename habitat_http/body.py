@@ -6,8 +6,11 @@ Two content types carry a message (habitat's HTTP POST format, DESIGN.md section
 - ``application/x-www-form-urlencoded``: the same field names, where ``data`` holds
   the JSON text of the data object.
 
-Anything else gets 415. The body size limit is enforced by werkzeug through
-``Request.max_content_length`` (413) before any of this runs out of memory.
+Anything else gets 415. The body size limit is enforced while reading: werkzeug
+refuses a declared Content-Length over ``Request.max_content_length`` at once,
+and stops reading a chunked body (``wsgi.input_terminated``) at that limit. The
+app sets that limit one byte over the real one, so a body that reaches it is
+known to be too long instead of being silently cut short.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
@@ -41,11 +44,29 @@ def loads(text: str | bytes) -> Any:
         raise ValueError("JSON nests too deeply") from None
 
 
-def read_fields(request: Request) -> dict[str, Any]:
+def read_body(request: Request, max_body: int) -> bytes:
+    """The whole request body, at most ``max_body`` bytes.
+
+    Args:
+        request: the werkzeug request, with ``max_content_length`` set to
+            ``max_body + 1`` so that an over-long chunked body is detectable.
+        max_body: the largest body accepted, in bytes.
+
+    Raises:
+        RequestEntityTooLarge: the body is longer than ``max_body`` (413).
+    """
+    data = request.get_data(cache=True)  # cached: form parsing reads it again
+    if len(data) > max_body:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def read_fields(request: Request, max_body: int) -> dict[str, Any]:
     """The message fields of a POST body, with ``data`` decoded to a Python object.
 
     Args:
-        request: the werkzeug request; its ``max_content_length`` is already set.
+        request: the werkzeug request; its ``max_content_length`` is ``max_body + 1``.
+        max_body: the largest body accepted, in bytes.
 
     Returns:
         A dict of field name to value. For form bodies every value is a string,
@@ -58,26 +79,28 @@ def read_fields(request: Request) -> dict[str, Any]:
             JSON (400).
     """
     mimetype = request.mimetype
-    if mimetype == JSON_TYPE or (
+    is_json = mimetype == JSON_TYPE or (
         mimetype.startswith("application/") and mimetype.endswith("+json")
-    ):
+    )
+    if not is_json and mimetype != FORM_TYPE:
+        raise UnsupportedMediaType(
+            f"Send the message as {JSON_TYPE} or {FORM_TYPE}, not {mimetype or 'no Content-Type'}."
+        )
+    raw = read_body(request, max_body)
+    if is_json:
         try:
-            fields = loads(request.get_data(cache=False))
+            fields = loads(raw)
         except ValueError as exc:
             raise InvalidMessage.one(None, f"The body is not valid JSON: {exc}.") from None
         if not isinstance(fields, dict):
             raise InvalidMessage.one(None, "The body must be a JSON object holding one message.")
         return fields
-    if mimetype == FORM_TYPE:
-        fields = {key: request.form[key] for key in request.form}
-        if "data" in fields:
-            try:
-                fields["data"] = loads(fields["data"])
-            except ValueError as exc:
-                raise InvalidMessage.one(
-                    "data", f"data must be the JSON text of an object ({exc})."
-                ) from None
-        return fields
-    raise UnsupportedMediaType(
-        f"Send the message as {JSON_TYPE} or {FORM_TYPE}, not {mimetype or 'no Content-Type'}."
-    )
+    fields = {key: request.form[key] for key in request.form}
+    if "data" in fields:
+        try:
+            fields["data"] = loads(fields["data"])
+        except ValueError as exc:
+            raise InvalidMessage.one(
+                "data", f"data must be the JSON text of an object ({exc})."
+            ) from None
+    return fields

@@ -158,3 +158,23 @@ def test_gunicorn_wsgi_app_from_repository_root_uses_the_sqlite_default(
         assert cli_messages(f"sqlite:///{tmp_path}/habitat.db")[0]["id"] == r.json()["id"]
     finally:
         server.stop()
+
+
+def test_chunked_bodies_are_capped_by_the_body_limit(tmp_path: Path, gunicorn: Any) -> None:
+    # gunicorn sets wsgi.input_terminated, so werkzeug can cap a body with no length.
+    db = f"sqlite:///{tmp_path}/habitat.db"
+    server = gunicorn({"HABITAT_DB": db, "HABITAT_MAX_BODY": "2000"}, "--workers", "1")
+    import json
+
+    def chunks(body: bytes) -> Any:
+        for i in range(0, len(body), 100):
+            yield body[i : i + 100]
+
+    small = json.dumps(telem()).encode()
+    big = json.dumps({**telem(), "padding": "x" * 5000}).encode()
+    headers = {"Content-Type": "application/json"}
+    ok = requests.post(server.url + "/message", data=chunks(small), headers=headers, timeout=10)
+    assert ok.status_code == 200, ok.text
+    too_big = requests.post(server.url + "/message", data=chunks(big), headers=headers, timeout=10)
+    assert too_big.status_code == 413
+    assert [r["id"] for r in cli_messages(db)] == [ok.json()["id"]]

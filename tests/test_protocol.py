@@ -202,3 +202,42 @@ def test_sentence_bytes_round_trip_exactly(gw: Gateway) -> None:
     import base64
 
     assert base64.b64decode(message.data["string"]) == raw
+
+
+def test_limit_is_exact(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    gw = make_gateway(tmp_path, Config(max_body=1000))
+    message = telem()
+    message["pad"] = ""
+    size = len(json.dumps(message).encode())
+    message["pad"] = "x" * (1000 - size)
+    body = json.dumps(message).encode()
+    assert len(body) == 1000
+    assert gw.client.post("/message", data=body, content_type="application/json").status_code == 200
+    message["pad"] += "x"
+    r = gw.client.post("/message", data=json.dumps(message), content_type="application/json")
+    assert r.status_code == 413
+
+
+def test_body_without_length_over_the_limit_is_413_not_truncated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A chunked body (no Content-Length, wsgi.input_terminated) whose first bytes
+    # would parse on their own: it must be refused whole, never cut and accepted.
+    import io
+
+    gw = make_gateway(tmp_path, Config(max_body=1000))
+    for content_type, body in [
+        ("application/json", json.dumps(telem()).encode() + b" " * 2000),
+        (
+            "application/x-www-form-urlencoded",
+            b"callsign=M0ABC&type=LISTENER_INFO&time_created=1&time_uploaded=1&data=%7B%7D"
+            + b"&pad="
+            + b"x" * 2000,
+        ),
+    ]:
+        r = gw.client.post(
+            "/message",
+            input_stream=io.BytesIO(body),
+            content_type=content_type,
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert r.status_code == 413, (content_type, r.get_data(as_text=True))
+    assert stored_rows(gw) == []

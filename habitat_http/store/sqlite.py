@@ -210,8 +210,7 @@ class SQLiteStore:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     ids = [
-                        [conn.execute(_INSERT, row).lastrowid or 0 for row in b.rows]
-                        for b in group
+                        [conn.execute(_INSERT, row).lastrowid or 0 for row in b.rows] for b in group
                     ]
                     conn.execute("COMMIT")
                 except BaseException:
