@@ -3,7 +3,9 @@
 One run measures, with the same gunicorn settings and the same wrk load:
   (a) bench/hello.py, a WSGI app that reads the body and answers small JSON;
   (b) habitat_http storing every message in SQLite (synchronous=FULL by default);
-and prints both throughputs and their ratio. Every message wrk posts is a real
+  (c) for diagnosis, habitat_http with bench/nullstore.py, which stores nothing:
+      the ceiling of the request path without storage;
+and prints the throughputs and their ratios to (a). Every message wrk posts is a real
 telemetry string from tests/data/ukhas_sentences.jsonl.
 
     python bench/run.py [--workers 2] [--worker-class gthread] [--threads 8]
@@ -164,6 +166,7 @@ def main() -> None:
             {"HABITAT_DB": f"sqlite:///{db}", "HABITAT_SQLITE_SYNCHRONOUS": args.synchronous},
             strings,
         )
+        null = measure(wrk, "bench.nullstore:app", args, {}, strings)
         with closing(sqlite3.connect(db)) as conn:
             stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
 
@@ -178,7 +181,9 @@ def main() -> None:
         f"habitat_http (SQLite): {habitat['rps']:9.0f} req/s  p99 {habitat['p99_ms']:.2f} ms"
         f"  non-2xx {habitat['non2xx']:.0f}  rows stored {stored} (incl. warm-up)"
     )
+    print(f"habitat_http, no store: {null['rps']:9.0f} req/s  p99 {null['p99_ms']:.2f} ms")
     print(f"ratio habitat_http / hello-world: {habitat['rps'] / hello['rps']:.2f}")
+    print(f"ratio habitat_http without storage / hello-world: {null['rps'] / hello['rps']:.2f}")
 
 
 if __name__ == "__main__":

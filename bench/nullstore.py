@@ -1,0 +1,35 @@
+"""Diagnostic only: habitat_http with a store that keeps nothing.
+
+It shows the ceiling of the request path itself (werkzeug, parsing, validation,
+clock correction) without any storage; bench/run.py measures it beside the real
+thing. Never deploy it: it answers 200 for messages it drops.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+from habitat_http import Message, create_app
+from habitat_http.config import Config
+
+
+class NullStore:
+    """Counts messages and discards them."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def put(self, message: Message) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+app = create_app(Config.from_env(), NullStore())
