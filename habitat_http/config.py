@@ -43,6 +43,10 @@ class Config:
             503 (``HABITAT_DB_TIMEOUT``).
         future_tolerance: seconds by which time_created may exceed time_uploaded
             before a message counts as created in the future.
+        scgi_timeout: seconds an SCGI connection may stay idle before it is
+            dropped; also bounds a graceful shutdown (``HABITAT_SCGI_TIMEOUT``).
+        scgi_prefix: URL path the front server mounts the SCGI app at, e.g.
+            ``/habitat`` (``HABITAT_SCGI_PREFIX``); empty for the root.
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -52,6 +56,8 @@ class Config:
     sqlite_synchronous: str = "FULL"
     db_timeout: float = 5.0
     future_tolerance: float = 60.0
+    scgi_timeout: float = 5.0
+    scgi_prefix: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -82,6 +88,8 @@ class Config:
             max_body=_int(env, "HABITAT_MAX_BODY", defaults.max_body, 1),
             sqlite_synchronous=synchronous,
             db_timeout=_float(env, "HABITAT_DB_TIMEOUT", defaults.db_timeout),
+            scgi_timeout=_float(env, "HABITAT_SCGI_TIMEOUT", defaults.scgi_timeout),
+            scgi_prefix=_prefix(env.get("HABITAT_SCGI_PREFIX", defaults.scgi_prefix)),
         )
 
 
@@ -109,3 +117,10 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be a positive number of seconds, not {raw!r}.")
     return value
+
+
+def _prefix(raw: str) -> str:
+    prefix = raw.strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        raise ConfigError(f"HABITAT_SCGI_PREFIX must start with '/', not {raw!r}.")
+    return prefix

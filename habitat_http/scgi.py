@@ -1,0 +1,234 @@
+"""Serving the same app over SCGI on a Unix socket, with flup's threaded server.
+
+flup (>= 1.0.3) speaks the protocol; this module only adds what habitat's original
+SCGI server did around it:
+
+- no fork: flup's bounded thread pool serves connections in this process;
+- a per-connection timeout, so one stuck client cannot hold a thread for ever;
+- SIGTERM/SIGINT stop accepting, let in-flight requests finish (bounded by that
+  timeout), remove the socket file and return;
+- a stale socket file from a crashed run is replaced, but a live server on the
+  same path is never stolen from;
+- the socket gets the configured mode (0660 by default), never world-writable
+  unless asked, and is created under a umask so it is never wider in between;
+- SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI and the mount prefix,
+  because Apache's mod_proxy_scgi sends the whole path as SCRIPT_NAME and nginx's
+  scgi_params send no PATH_INFO (DESIGN.md section 5);
+- the app is served without ProxyFix: the front server sets REMOTE_ADDR, so
+  X-Forwarded-For is never applied on this path.
+
+Names follow the SCGI spec (netstring headers, CONTENT_LENGTH first) and PEP 3333.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+# flup 1.0.3 still calls Thread.setDaemon and threading.currentThread.
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"flup\.")
+
+from flup.server.scgi import WSGIServer  # noqa: E402
+from flup.server.scgi_base import Connection  # noqa: E402
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+#: Bytes of an unread request body drained before closing, so that closing a
+#: socket with unread data does not reset the response the front server reads.
+DRAIN_LIMIT = 1024 * 1024
+
+
+class SCGIStartError(Exception):
+    """The SCGI server cannot start: the socket path is in use or unusable.
+
+    The message says what is wrong and what to do; the CLI prints it and exits 1.
+    """
+
+
+class _TimeoutSocket(socket.socket):
+    """A client socket whose reads and writes time out after ``timeout`` seconds.
+
+    flup switches the socket to plain blocking mode before reading the body;
+    here ``setblocking(True)`` keeps the timeout instead.
+    """
+
+    scgi_timeout: float = 5.0
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(self.scgi_timeout)
+        else:
+            super().setblocking(False)
+
+
+def _connection_class(timeout: float) -> type[Connection]:
+    class TimedConnection(Connection):  # type: ignore[misc]
+        """flup's Connection on a client socket with a per-connection timeout."""
+
+        def __init__(self, sock: socket.socket, addr: Any, server: Any, _timeout: Any) -> None:
+            timed = _TimeoutSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            timed.scgi_timeout = timeout
+            timed.settimeout(timeout)
+            # flup's own timeout uses SIGALRM, which only works in the main thread.
+            super().__init__(timed, addr, server, None)
+
+    return TimedConnection
+
+
+class MountedApp:
+    """WSGI middleware that rebuilds SCRIPT_NAME and PATH_INFO from REQUEST_URI.
+
+    Args:
+        app: the WSGI application (habitat's app without ProxyFix).
+        prefix: the mount point, e.g. ``/habitat``, or ``""`` for the root. A
+            request outside the prefix keeps its whole path in PATH_INFO with an
+            empty SCRIPT_NAME, so it is routed from the root.
+
+    After the app has answered, an unread request body is drained (up to
+    :data:`DRAIN_LIMIT` bytes) so that flup's close does not reset the connection.
+    """
+
+    def __init__(self, app: WSGIApplication, prefix: str = "") -> None:
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        uri = environ.get("REQUEST_URI")
+        if uri is not None:
+            # PEP 3333: PATH_INFO is the percent-decoded path as latin-1 text.
+            path = unquote_to_bytes(uri.split("?", 1)[0]).decode("latin-1")
+            if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+                environ["SCRIPT_NAME"], environ["PATH_INFO"] = self.prefix, path[len(self.prefix) :]
+            else:
+                environ["SCRIPT_NAME"], environ["PATH_INFO"] = "", path
+        body = self.app(environ, start_response)
+        _drain(environ)
+        return body
+
+
+def _drain(environ: WSGIEnvironment) -> None:
+    try:
+        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), DRAIN_LIMIT)
+    except ValueError:
+        return
+    stream = environ["wsgi.input"]
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except (OSError, ValueError):
+        pass  # the client went away or timed out; the connection closes anyway
+
+
+class HabitatSCGIServer(WSGIServer):  # type: ignore[misc]
+    """flup's threaded SCGI WSGIServer on a Unix socket, with habitat's socket rules.
+
+    Args:
+        app: the WSGI application to serve.
+        path: the Unix socket path.
+        mode: permission bits of the socket file, e.g. ``0o660``.
+        threads: the most connections served at once; more are refused.
+        timeout: seconds a connection may stay idle before it is dropped.
+    """
+
+    def __init__(
+        self, app: WSGIApplication, path: str, *, mode: int, threads: int, timeout: float
+    ) -> None:
+        super().__init__(
+            app,
+            bindAddress=path,
+            umask=~mode & 0o777,
+            loggingLevel=logging.WARNING,
+            minSpare=1,
+            maxSpare=min(5, threads),
+            maxThreads=threads,
+        )
+        self.path = path
+        self.mode = mode
+        self._jobClass = _connection_class(timeout)
+
+    def _setupSocket(self) -> socket.socket:
+        _check_socket_path(self.path)
+        try:
+            sock: socket.socket = super()._setupSocket()
+        except OSError as exc:
+            raise SCGIStartError(f"cannot listen on {self.path}: {exc.strerror or exc}.") from exc
+        os.chmod(self.path, self.mode)
+        return sock
+
+    def _cleanupSocket(self, sock: socket.socket) -> None:
+        super()._cleanupSocket(sock)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _check_socket_path(path: str) -> None:
+    """Refuse a path that holds a live server or is not a socket; allow a stale socket.
+
+    Raises:
+        SCGIStartError: another server answers on ``path``, or it is not a socket.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SCGIStartError(f"{path} exists and is not a socket; refusing to replace it.")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            log.warning("replacing stale socket %s", path)
+            return  # flup unlinks it before binding
+        raise SCGIStartError(f"cannot check {path}: {exc.strerror or exc}.") from exc
+    finally:
+        probe.close()
+    raise SCGIStartError(
+        f"another server is already listening on {path}; stop it first or use another --socket."
+    )
+
+
+def serve(
+    app: WSGIApplication,
+    path: str,
+    *,
+    mode: int = 0o660,
+    threads: int = 16,
+    timeout: float = 5.0,
+    prefix: str = "",
+) -> None:
+    """Serve ``app`` over SCGI on the Unix socket ``path`` until SIGTERM or SIGINT.
+
+    Args:
+        app: the WSGI application, without ProxyFix (``HabitatApp.wsgi_app``).
+        path: the socket file to create.
+        mode: its permission bits (0o660 by default).
+        threads: the most connections served at once.
+        timeout: per-connection timeout in seconds; also bounds shutdown.
+        prefix: the URL path the front server mounts the app at, e.g. ``/habitat``.
+
+    Raises:
+        SCGIStartError: the socket path is in use by a live server, is not a
+            socket, or cannot be bound.
+    """
+    server = HabitatSCGIServer(
+        MountedApp(app, prefix), path, mode=mode, threads=threads, timeout=timeout
+    )
+    log.info("habitat_http SCGI server on %s (mode %o, %d threads)", path, mode, threads)
+    server.run()
+    log.info("habitat_http SCGI server stopped")
