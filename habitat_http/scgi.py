@@ -29,7 +29,7 @@ import os
 import socket
 import stat
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
@@ -112,25 +112,51 @@ class MountedApp:
                 environ["SCRIPT_NAME"], environ["PATH_INFO"] = self.prefix, path[len(self.prefix) :]
             else:
                 environ["SCRIPT_NAME"], environ["PATH_INFO"] = "", path
+        stream = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
         body = self.app(environ, start_response)
-        _drain(environ)
+        stream.drain(environ.get("CONTENT_LENGTH"))
         return body
 
 
-def _drain(environ: WSGIEnvironment) -> None:
-    try:
-        remaining = min(int(environ.get("CONTENT_LENGTH") or 0), DRAIN_LIMIT)
-    except ValueError:
-        return
-    stream = environ["wsgi.input"]
-    try:
-        while remaining > 0:
-            chunk = stream.read(min(remaining, 65536))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-    except (OSError, ValueError):
-        pass  # the client went away or timed out; the connection closes anyway
+class _CountingInput:
+    """``wsgi.input`` (PEP 3333 input methods) that counts the bytes the app read."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.consumed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._stream.read(size)
+        self.consumed += len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data: bytes = self._stream.readline(size)
+        self.consumed += len(data)
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = self._stream.readlines(hint)
+        self.consumed += sum(map(len, lines))
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def drain(self, content_length: str | None) -> None:
+        """Read what the app left of a CONTENT_LENGTH body, up to DRAIN_LIMIT bytes."""
+        try:
+            remaining = min(int(content_length or 0) - self.consumed, DRAIN_LIMIT)
+        except ValueError:
+            return
+        try:
+            while remaining > 0:
+                chunk = self.read(min(remaining, 65536))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (OSError, ValueError):
+            pass  # the client went away or timed out; the connection closes anyway
 
 
 class HabitatSCGIServer(WSGIServer):  # type: ignore[misc]

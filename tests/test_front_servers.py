@@ -1,0 +1,232 @@
+"""End to end: HTTP client -> real nginx or Apache 2.4 -> SCGI -> flup -> the gateway.
+
+The front servers are Debian's nginx and apache2 (``tests/install-servers``
+installs them), run as the test's own processes with configs in temporary
+directories and on free loopback ports. Their site configs are the shipped ones
+from deploy/, with only the port and socket path changed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import ROOT, cli_messages, free_port, telem
+from .test_scgi import SCGIServer, launch
+
+pytestmark = pytest.mark.slow
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+CLIENT_SOURCE = "127.0.0.2"  # a loopback address other than the front server's own
+
+
+@dataclass
+class Front:
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    scgi: SCGIServer
+
+    def post(
+        self, path: str, message: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=10, source_address=(CLIENT_SOURCE, 0)
+        )
+        try:
+            conn.request(
+                "POST",
+                path,
+                body=json.dumps(message),
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, json.loads(body) if body.startswith(b"{") else body
+        finally:
+            conn.close()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    import socket
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"front server exited:\n{log.read_text() if log.exists() else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("front server did not listen in time")
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    # The front server's workers run as an unprivileged user: they must be able to
+    # reach the socket, so it lives in a world-traversable directory, mode 0666.
+    path = Path(tempfile.mkdtemp(prefix="habitat-scgi-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_scgi(socket_dir: Path) -> SCGIServer:
+    return launch(socket_dir, "--prefix", "/habitat", "--mode", "0666")
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, socket_dir: Path) -> Iterator[Front]:
+    if not os.path.exists(NGINX):
+        pytest.fail("nginx is not installed: run tests/install-servers")
+    scgi = start_scgi(socket_dir)
+    port = free_port()
+    work = tmp_path / "nginx"
+    work.mkdir()
+    shutil.copy("/etc/nginx/scgi_params", work / "scgi_params")
+    site = (ROOT / "deploy/nginx/habitat.conf").read_text()
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = site.replace("/run/habitat/scgi.sock", scgi.socket_path)
+    (work / "habitat.conf").write_text(site)
+    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {work}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (work / "nginx.conf").write_text(f"""
+{user}
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log {work}/access.log;
+{temp_paths}
+    include {work}/habitat.conf;
+}}
+""")
+    log = work / "error.log"
+    process = subprocess.Popen(
+        [
+            NGINX,
+            "-p",
+            str(work),
+            "-c",
+            str(work / "nginx.conf"),
+            "-e",
+            str(log),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process, log)
+        yield Front(port, process, work, scgi)
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        process.wait(15)
+        scgi.stop()
+
+
+@pytest.fixture
+def apache(tmp_path: Path, socket_dir: Path) -> Iterator[Front]:
+    if not os.path.exists(APACHE):
+        pytest.fail("apache2 is not installed: run tests/install-servers")
+    scgi = start_scgi(socket_dir)
+    port = free_port()
+    work = tmp_path / "apache"
+    work.mkdir()
+    site = (ROOT / "deploy/apache/habitat.conf").read_text()
+    site = site.replace("<VirtualHost *:80>", f"<VirtualHost 127.0.0.1:{port}>")
+    site = site.replace("/run/habitat/scgi.sock", scgi.socket_path)
+    (work / "habitat.conf").write_text(site)
+    user = "User nobody\nGroup nogroup" if os.geteuid() == 0 else ""
+    modules = "\n".join(
+        f"LoadModule {name}_module {APACHE_MODULES}/mod_{name}.so"
+        for name in ("mpm_event", "authz_core", "proxy", "proxy_scgi")
+    )
+    (work / "apache2.conf").write_text(f"""
+ServerRoot "{work}"
+DefaultRuntimeDir "{work}"
+PidFile "{work}/apache2.pid"
+Mutex file:{work} default
+ServerName localhost
+Listen 127.0.0.1:{port}
+ErrorLog "{work}/error.log"
+LogLevel warn
+{user}
+{modules}
+Include "{work}/habitat.conf"
+""")
+    log = work / "error.log"
+    process = subprocess.Popen(
+        [APACHE, "-f", str(work / "apache2.conf"), "-DFOREGROUND"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "APACHE_RUN_DIR": str(work)},
+    )
+    try:
+        wait_for_port(port, process, log)
+        yield Front(port, process, work, scgi)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        scgi.stop()
+
+
+def check_front(front: Front) -> None:
+    # Posted over HTTP, stored with the client's real address, under the /habitat prefix.
+    status, body = front.post(
+        "/habitat/message", telem(), headers={"X-Forwarded-For": "203.0.113.9"}
+    )
+    assert status == 200, body
+    info = {**telem(), "type": "LISTENER_INFO", "data": {"name": "Zoë 📡 Kraków"}}
+    status, body2 = front.post("/habitat/message", info)
+    assert status == 200, body2
+    rows = cli_messages(front.scgi.db_url)
+    assert [r["id"] for r in rows] == [body["id"], body2["id"]]
+    assert {r["ip"] for r in rows} == {CLIENT_SOURCE}
+    assert rows[1]["data"] == {"name": "Zoë 📡 Kraków"}
+    # The other response paths come back through the front server unchanged.
+    status, bad = front.post("/habitat/message", {**telem(), "callsign": "MYCALL"})
+    assert status == 400 and bad["field"] == "callsign"
+    status, page = front.get("/habitat/")
+    assert status == 200 and b"POST /habitat/message" in page
+    status, _ = front.get("/habitat/message")
+    assert status == 405
+    status, missing = front.get("/habitat/nothing-here")
+    assert status == 404 and b"actions" in missing
+
+
+def test_through_nginx(nginx: Front) -> None:
+    check_front(nginx)
+
+
+def test_through_apache(apache: Front) -> None:
+    check_front(apache)
