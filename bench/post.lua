@@ -19,5 +19,6 @@ function request()
     '{"callsign":"BENCH%d","type":"RECEIVED_TELEM","time_created":%d,' ..
     '"time_uploaded":%d,"data":{"string":"%s","frequency":434075000}}',
     thread_no, now - (counter % 5), now, s)
-  return wrk.format("POST", "/message", {["Content-Type"] = "application/json"}, body)
+  -- nil path: the path of the URL given to wrk (/message, or /habitat/message via nginx)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end

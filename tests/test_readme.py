@@ -23,8 +23,9 @@ def test_readme_renders_without_warnings() -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    commands = re.findall(r"^    ((?:tests/install-servers && )?python3 -m pip install .*)$",
-                          README, re.MULTILINE)
+    commands = re.findall(
+        r"^    ((?:tests/install-servers && )?python3 -m pip install .*)$", README, re.MULTILINE
+    )
     assert len(commands) == 2  # exactly two set-up commands: run, and test
     run, test = commands
     assert "gunicorn" in run and "pytest" in test
