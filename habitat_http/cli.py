@@ -121,3 +121,145 @@ def scgi(path: str, mode: str, threads: int, prefix: str | None) -> None:
         )
     except (ConfigError, SCGIStartError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _db(db_url: str | None) -> tuple[Config, str]:
+    config = Config.from_env()
+    return config, db_url or config.db_url
+
+
+@main.command()
+@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="TOML file naming the sinks; default: the archive sink alone.",
+)
+def server(db_url: str | None, config_file: str | None) -> None:
+    """Run the message server: deliver stored messages to the sinks, until SIGTERM.
+
+    Each sink gets the messages of its types in id order, at least once, with a
+    durable checkpoint; see `habitat-http status`.
+    """
+    import logging
+    import signal
+    import threading
+
+    from .config import ServerConfig
+    from .server import MessageServer, load_sinks
+    from .sinks import SinkLoadError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config, url = _db(db_url)
+        server_config = ServerConfig.from_file(config_file)
+        store = open_store(url, timeout=config.db_timeout)
+        sinks = load_sinks(server_config, url)
+    except (ConfigError, SinkLoadError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        MessageServer(store, sinks, server_config).run(stop)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per sink.")
+def status(db_url: str | None, as_json: bool) -> None:
+    """Show each sink's checkpoint, lag (messages and seconds) and last error."""
+    import time
+
+    from .server import status as sink_status
+
+    try:
+        config, url = _db(db_url)
+        rows = sink_status(open_store(url, timeout=config.db_timeout), time.time())
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no sinks have run yet")
+    for row in rows:
+        click.echo(
+            f"{row['sink']}: checkpoint {row['checkpoint']}, lag {row['lag_messages']} messages"
+            f" / {row['lag_seconds']} s, failures {row['failures']},"
+            f" last error: {row['last_error'] or 'none'}"
+        )
+
+
+@main.command()
+@click.argument(
+    "doc_type",
+    type=click.Choice(["payload_telemetry", "listener_information", "listener_telemetry"]),
+)
+@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Only documents first made by a message with a greater id.",
+)
+def archive(doc_type: str, db_url: str | None, after: int) -> None:
+    """Print archive documents as JSON lines, in the order they were first made."""
+    from .store import open_archive
+
+    try:
+        config, url = _db(db_url)
+        docs = open_archive(url, timeout=config.db_timeout)
+        for doc in docs.documents(doc_type, after):
+            click.echo(json.dumps(doc, ensure_ascii=False))
+        docs.close()
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option(
+    "--bind",
+    default="127.0.0.1:8000",
+    show_default=True,
+    metavar="ADDR",
+    help="Where gunicorn listens (host:port or unix:PATH).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="gunicorn worker processes.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Message server config (sinks); default: the archive sink alone.",
+)
+@click.option(
+    "--no-server", is_flag=True, help="Serve the gateway alone, without the message server."
+)
+def serve(bind: str, workers: int, config_file: str | None, no_server: bool) -> None:
+    """Run the whole pipeline: gunicorn serving the gateway, and the message server
+    as a supervised child process. SIGTERM or SIGINT stops both cleanly."""
+    from . import serve as pipeline
+    from .config import ServerConfig
+
+    try:
+        config = Config.from_env()
+        ServerConfig.from_file(config_file)  # fail now, not in the child
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    command = None if no_server else pipeline.server_command(config.db_url, config_file)
+    pipeline.serve(bind, workers, command)

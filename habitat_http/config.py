@@ -7,8 +7,10 @@ This is the only module that reads the environment. Everything else receives a
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_DB_URL = "sqlite:///habitat.db"
 DEFAULT_BLOCKED_CALLSIGNS = frozenset({"N0CALL", "MYCALL", "CHANGEME"})
@@ -124,3 +126,91 @@ def _prefix(raw: str) -> str:
     if prefix and not prefix.startswith("/"):
         raise ConfigError(f"HABITAT_SCGI_PREFIX must start with '/', not {raw!r}.")
     return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSpec:
+    """One sink of the message server.
+
+    Attributes:
+        name: its name; its checkpoint is kept under it.
+        use: an entry point name in ``habitat_http.sinks`` or a dotted path.
+        options: everything else in its table of the config file.
+    """
+
+    name: str
+    use: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of the message server (``habitat-http server --config FILE``).
+
+    Attributes:
+        sinks: the sinks to load; the archive sink alone by default.
+        batch_size: messages read and delivered at once.
+        poll_interval: seconds between looks for new messages when idle.
+        retry_initial: seconds before the first retry of a failing sink; doubled
+            after each further failure, up to ``retry_max``.
+        retry_max: the longest wait between retries, in seconds.
+    """
+
+    sinks: tuple[SinkSpec, ...] = (SinkSpec("archive", "archive"),)
+    batch_size: int = 500
+    poll_interval: float = 0.2
+    retry_initial: float = 0.5
+    retry_max: float = 60.0
+
+    @classmethod
+    def from_file(cls, path: str | None) -> ServerConfig:
+        """Read a TOML config file; None gives the defaults.
+
+        The file holds the settings above at the top level and one table per
+        sink::
+
+            batch_size = 500
+            [sinks.archive]
+            use = "archive"
+            [sinks.mirror]
+            use = "mypackage.sinks:Mirror"   # anything else is the sink's options
+            url = "https://example.org/"
+
+        Raises:
+            ConfigError: the file cannot be read or holds a wrong value.
+        """
+        if path is None:
+            return cls()
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read the server config {path}: {exc}") from exc
+        defaults = cls()
+        sinks_table = doc.pop("sinks", None)
+        sinks = defaults.sinks
+        if sinks_table is not None:
+            if not isinstance(sinks_table, dict) or not sinks_table:
+                raise ConfigError(f"{path}: [sinks] must hold at least one [sinks.NAME] table.")
+            specs = []
+            for name, table in sinks_table.items():
+                if not isinstance(table, dict) or not isinstance(table.get("use"), str):
+                    raise ConfigError(f'{path}: [sinks.{name}] needs use = "entry point or path".')
+                options = {k: v for k, v in table.items() if k != "use"}
+                specs.append(SinkSpec(name, table["use"], options))
+            sinks = tuple(specs)
+        values: dict[str, Any] = {}
+        for key, kind in (
+            ("batch_size", int),
+            ("poll_interval", float),
+            ("retry_initial", float),
+            ("retry_max", float),
+        ):
+            if key in doc:
+                value = doc.pop(key)
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    raise ConfigError(f"{path}: {key} must be a positive number.")
+                values[key] = kind(value)
+        if doc:
+            raise ConfigError(f"{path}: unknown settings {sorted(doc)}.")
+        return cls(sinks=sinks, **values)

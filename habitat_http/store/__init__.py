@@ -6,7 +6,8 @@ the first call that needs the database connects and applies migrations.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from ..config import ConfigError
 from ..messages import Message
@@ -53,7 +54,28 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> Store:
+@runtime_checkable
+class CheckpointStore(Store, Protocol):
+    """A Store that also keeps the message server's per-sink checkpoints."""
+
+    def checkpoints(self) -> dict[str, Any]:
+        """Every sink's Checkpoint (last_id, updated, last_error, ...), by sink name."""
+        ...
+
+    def save_checkpoint(self, sink: str, last_id: int, now: float) -> None:
+        """Durably record that ``sink`` took every message up to ``last_id``."""
+        ...
+
+    def record_failure(self, sink: str, error: str, now: float) -> None:
+        """Record that ``sink`` failed with ``error`` at ``now`` (UNIX seconds)."""
+        ...
+
+    def backlog(self, after: int) -> tuple[int, float | None]:
+        """How many messages have ``id > after``, and when the oldest was received."""
+        ...
+
+
+def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> CheckpointStore:
     """The store for a ``HABITAT_DB`` URL.
 
     Args:
@@ -69,3 +91,38 @@ def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> 
 
         return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous, timeout=timeout)
     raise ConfigError(f"HABITAT_DB must be a sqlite:/// URL, not {url!r}.")
+
+
+def open_archive(url: str, *, timeout: float = 5.0) -> Archive:
+    """The archive documents kept in the database at ``url`` (see :func:`open_store`).
+
+    Raises:
+        ConfigError: the URL's scheme is not supported.
+    """
+    store = open_store(url, timeout=timeout)
+    from .sqlite import SQLiteStore
+    from .sqlite_archive import SQLiteArchive
+
+    assert isinstance(store, SQLiteStore)
+    return SQLiteArchive(store)
+
+
+class Archive(Protocol):
+    """The archive's documents (see :mod:`habitat_http.archive`)."""
+
+    def apply(self, batch: Sequence[Message]) -> None:
+        """Merge stored messages, in id order, into the documents, atomically and
+        idempotently.
+
+        Raises:
+            StoreUnavailable: nothing of the batch was applied.
+        """
+        ...
+
+    def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Documents of one type, in the order of the messages that created them."""
+        ...
+
+    def close(self) -> None:
+        """Release this process's connections."""
+        ...

@@ -16,12 +16,14 @@ Durability and concurrency choices, from SQLite's documentation:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 import threading
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, NamedTuple
 
 from ..messages import Message
 from . import SchemaTooNew, StoreUnavailable
@@ -40,6 +42,44 @@ MIGRATIONS: tuple[str, ...] = (
         time_received REAL    NOT NULL
     );
     """,
+    """
+    CREATE TABLE sink_checkpoints (
+        sink            TEXT    PRIMARY KEY,
+        last_id         INTEGER NOT NULL,
+        updated         REAL    NOT NULL,
+        last_error      TEXT,
+        last_error_time REAL,
+        failures        INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE payload_telemetry (
+        id                     TEXT    PRIMARY KEY,
+        raw                    TEXT    NOT NULL,
+        receivers              TEXT    NOT NULL,
+        estimated_time_created INTEGER NOT NULL,
+        first_message          INTEGER NOT NULL
+    );
+    CREATE INDEX payload_telemetry_first ON payload_telemetry (first_message);
+    CREATE TABLE listener_information (
+        id             TEXT    PRIMARY KEY,
+        callsign       TEXT    NOT NULL,
+        time_created   INTEGER NOT NULL,
+        time_uploaded  INTEGER NOT NULL,
+        data           TEXT    NOT NULL,
+        source_message INTEGER NOT NULL UNIQUE
+    );
+    CREATE INDEX listener_information_latest
+        ON listener_information (callsign, time_created, source_message);
+    CREATE TABLE listener_telemetry (
+        id             TEXT    PRIMARY KEY,
+        callsign       TEXT    NOT NULL,
+        time_created   INTEGER NOT NULL,
+        time_uploaded  INTEGER NOT NULL,
+        data           TEXT    NOT NULL,
+        source_message INTEGER NOT NULL UNIQUE
+    );
+    CREATE INDEX listener_telemetry_latest
+        ON listener_telemetry (callsign, time_created, source_message);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -51,6 +91,20 @@ _SELECT = (
     "SELECT id, callsign, type, time_created, time_uploaded, ip, data, time_received"
     " FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 )
+
+
+class Checkpoint(NamedTuple):
+    """Where a sink stands: the last message id it processed, and its last failure.
+
+    Times are seconds since the UNIX epoch.
+    """
+
+    sink: str
+    last_id: int
+    updated: float
+    last_error: str | None
+    last_error_time: float | None
+    failures: int
 
 
 class _Batch:
@@ -151,7 +205,9 @@ class SQLiteStore:
                     f"knows only up to {SCHEMA_VERSION}; upgrade habitat_http."
                 )
             for script in MIGRATIONS[version:]:
-                conn.execute(script)
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -193,6 +249,69 @@ class SQLiteStore:
             raise batch.error
         return batch.ids
 
+    @contextlib.contextmanager
+    def _transaction(
+        self, before: Callable[[], None] | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE .. COMMIT under the cross-process write lock.
+
+        Call with _db_lock held. ``before`` runs once the lock is held, before BEGIN.
+        """
+        conn = self._conn()
+        assert self._lock_file is not None
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            if before is not None:
+                before()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this database, for the message server and sinks.
+
+        It queues with the gateway's writers (same locks), commits on a clean
+        exit and rolls back on an exception.
+
+        Raises:
+            StoreUnavailable: the database could not be locked or written.
+        """
+        if not self._db_lock.acquire(timeout=self.timeout):
+            raise StoreUnavailable(f"no write slot within {self.timeout} s")
+        try:
+            with self._transaction() as conn:
+                yield conn
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self._db_lock.release()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """This process's connection for reading (a consistent snapshot while held).
+
+        Raises:
+            StoreUnavailable: the database could not be read.
+        """
+        with self._db_lock:
+            try:
+                conn = self._conn()
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+
     def _commit_pending(self) -> None:
         """Write every pending batch in one transaction; call with _db_lock held.
 
@@ -200,25 +319,15 @@ class SQLiteStore:
         whatever queued while it waited for other processes joins this commit.
         """
         group: list[_Batch] = []
+
+        def take() -> None:
+            nonlocal group
+            with self._queue_lock:
+                group, self._pending = self._pending, []
+
         try:
-            conn = self._conn()
-            assert self._lock_file is not None
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-            try:
-                with self._queue_lock:
-                    group, self._pending = self._pending, []
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    ids = [
-                        [conn.execute(_INSERT, row).lastrowid or 0 for row in b.rows] for b in group
-                    ]
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            finally:
-                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            with self._transaction(take) as conn:
+                ids = [[conn.execute(_INSERT, row).lastrowid or 0 for row in b.rows] for b in group]
         except (sqlite3.OperationalError, StoreUnavailable) as exc:
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
             self._fail(group, error)
@@ -240,13 +349,59 @@ class SQLiteStore:
             b.done.set()
 
     def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
-        """Messages with ``id > after`` in id order; see the Store protocol."""
-        try:
-            with self._db_lock:
-                rows = self._conn().execute(_SELECT, (after, -1 if limit is None else limit))
-                return [_message(row) for row in rows]
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        """Messages with ``id > after`` in id order; see the Store protocol.
+
+        With SQLite, ids are assigned inside the single writer's transaction, so
+        they commit in id order and paging by ``id > after`` never skips a row.
+        """
+        with self.read() as conn:
+            rows = conn.execute(_SELECT, (after, -1 if limit is None else limit))
+            return [_message(row) for row in rows]
+
+    # -- checkpoints of the message server -------------------------------------
+
+    def checkpoints(self) -> dict[str, Checkpoint]:
+        """Every sink's checkpoint, by sink name."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT sink, last_id, updated, last_error, last_error_time, failures"
+                " FROM sink_checkpoints ORDER BY sink"
+            ).fetchall()
+        return {row[0]: Checkpoint(*row) for row in rows}
+
+    def save_checkpoint(self, sink: str, last_id: int, now: float) -> None:
+        """Durably record that ``sink`` has processed every message up to ``last_id``.
+
+        Clears the sink's last error.
+        """
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO sink_checkpoints (sink, last_id, updated, failures)"
+                " VALUES (?, ?, ?, 0) ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id,"
+                " updated = excluded.updated, last_error = NULL, last_error_time = NULL,"
+                " failures = 0",
+                (sink, last_id, now),
+            )
+
+    def record_failure(self, sink: str, error: str, now: float) -> None:
+        """Record that ``sink`` failed; its checkpoint stays where it was."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO sink_checkpoints (sink, last_id, updated, last_error,"
+                " last_error_time, failures) VALUES (?, 0, ?, ?, ?, 1)"
+                " ON CONFLICT (sink) DO UPDATE SET last_error = excluded.last_error,"
+                " last_error_time = excluded.last_error_time, failures = failures + 1",
+                (sink, now, error, now),
+            )
+
+    def backlog(self, after: int) -> tuple[int, float | None]:
+        """How many messages have ``id > after``, and when the oldest was received
+        (seconds since the UNIX epoch; None when there is none)."""
+        with self.read() as conn:
+            count, oldest = conn.execute(
+                "SELECT count(*), min(time_received) FROM messages WHERE id > ?", (after,)
+            ).fetchone()
+        return int(count), oldest
 
     def close(self) -> None:
         """Close this process's connection; the store reconnects if used again."""

@@ -1,0 +1,98 @@
+"""The archive's documents and merge rules, as habitat's users know them. Pure code.
+
+- ``payload_telemetry``: one document per distinct telemetry string. Its id is the
+  sha256 (hex) of the string's base64 text, ``data._raw`` is that text, and
+  ``receivers`` maps each receiving callsign to when it heard the string. The
+  first report of a callsign is kept; a later one of the same string adds nothing.
+- ``listener_information``: a new version for a callsign only when its data
+  differs from that callsign's latest version.
+- ``listener_telemetry``: one document per position report.
+
+Each receiver entry names the receiver's latest listener_information and
+listener_telemetry documents at or before the message's time_created. Only
+documents from messages stored before it count, so that processing the same
+messages again, after a crash, gives the same documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from .messages import Message
+
+PAYLOAD_TELEMETRY: Final = "payload_telemetry"
+LISTENER_INFORMATION: Final = "listener_information"
+LISTENER_TELEMETRY: Final = "listener_telemetry"
+DOCUMENT_TYPES: Final = (PAYLOAD_TELEMETRY, LISTENER_INFORMATION, LISTENER_TELEMETRY)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: equal data gives equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def payload_id(raw: str) -> str:
+    """The payload_telemetry id: sha256 (hex) of the base64 text of the string."""
+    return hashlib.sha256(raw.encode("ascii")).hexdigest()
+
+
+def listener_doc_id(doc_type: str, message: Message) -> str:
+    """A listener document's id: sha256 (hex) of its type, callsign, time and data."""
+    key = canonical_json([doc_type, message.callsign, message.time_created, message.data])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def receiver_entry(
+    message: Message, information_id: str | None, telemetry_id: str | None
+) -> dict[str, Any]:
+    """The ``receivers[callsign]`` entry for a RECEIVED_TELEM message.
+
+    Times are UNIX seconds (clock-corrected), frequency is in Hz (only when the
+    receiver gave it), and the latest_* keys hold document ids or None.
+    """
+    entry: dict[str, Any] = {
+        "time_created": message.time_created,
+        "time_uploaded": message.time_uploaded,
+    }
+    if "frequency" in message.data:
+        entry["frequency"] = message.data["frequency"]
+    entry["latest_listener_information"] = information_id
+    entry["latest_listener_telemetry"] = telemetry_id
+    return entry
+
+
+def estimate_time_created(times: Sequence[float]) -> int:
+    """habitat's estimate of when a string was sent, from its receivers' times.
+
+    The mean of the receivers' time_created after dropping those more than one
+    (population) standard deviation from the mean, rounded to whole UNIX seconds.
+
+    Raises:
+        ValueError: ``times`` is empty.
+    """
+    if not times:
+        raise ValueError("no receiver times")
+    mean = math.fsum(times) / len(times)
+    spread = math.sqrt(math.fsum((t - mean) ** 2 for t in times) / len(times))
+    # A relative epsilon keeps points exactly one deviation away, as "more than" says.
+    kept = [t for t in times if abs(t - mean) <= spread * (1 + 1e-12)]
+    return round(math.fsum(kept) / len(kept))
+
+
+def payload_document(
+    doc_id: str, raw: str, receivers: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """A payload_telemetry document as ``habitat-http archive`` prints it."""
+    return {
+        "_id": doc_id,
+        "type": PAYLOAD_TELEMETRY,
+        "data": {"_raw": raw},
+        "receivers": dict(receivers),
+        "estimated_time_created": estimate_time_created(
+            [r["time_created"] for r in receivers.values()]
+        ),
+    }

@@ -1,0 +1,131 @@
+"""``habitat-http serve``: the whole pipeline in one command.
+
+gunicorn serves the gateway through its documented custom-application API
+(``gunicorn.app.base.BaseApplication``), and the gunicorn master supervises the
+message server (``habitat-http server``) as a child process: it starts it when
+gunicorn is ready, restarts it with backoff if it dies, and stops it with SIGTERM
+when gunicorn exits (SIGTERM or SIGINT to the master stops both cleanly).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .app import HabitatApp, create_app
+
+log = logging.getLogger(__name__)
+
+#: The production settings of deploy/gunicorn.conf.py that ``serve`` uses too.
+GUNICORN_DEFAULTS: dict[str, Any] = {
+    "worker_class": "gthread",
+    "threads": 8,
+    "timeout": 30,
+    "graceful_timeout": 20,
+    "keepalive": 5,
+    "accesslog": "-",
+    "errorlog": "-",
+}
+
+
+class Supervisor:
+    """Runs a command as a child process and restarts it when it fails.
+
+    A child that exits with status 0 was asked to stop and is not restarted.
+
+    Args:
+        command: the argv of the child.
+        max_backoff: the longest wait before a restart, in seconds.
+    """
+
+    def __init__(self, command: list[str], max_backoff: float = 30.0) -> None:
+        self.command = command
+        self.max_backoff = max_backoff
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the child and a thread that watches it."""
+        self._thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stopping.is_set():
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = subprocess.Popen(self.command)
+            code = self.process.wait()
+            if self._stopping.is_set() or code == 0:
+                # 0: it was told to stop (a SIGTERM or SIGINT sent to the whole
+                # process group reaches it before the master's on_exit).
+                return
+            self.restarts += 1
+            log.error("message server exited with %s; restarting in %.0f s", code, backoff)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the child and wait for it (SIGKILL after ``timeout`` seconds)."""
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class GatewayApplication(BaseApplication):  # type: ignore[misc]
+    """gunicorn serving :func:`create_app`, with the message server supervised.
+
+    Args:
+        options: gunicorn settings (``bind``, ``workers``, ...), over
+            :data:`GUNICORN_DEFAULTS`.
+        server_command: argv of the message server, or None to run the gateway alone.
+    """
+
+    def __init__(self, options: dict[str, Any], server_command: list[str] | None) -> None:
+        self.options = {**GUNICORN_DEFAULTS, **options}
+        self.supervisor = Supervisor(server_command) if server_command else None
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        if self.supervisor is not None:
+            supervisor = self.supervisor
+            self.cfg.set("when_ready", lambda arbiter: supervisor.start())
+            self.cfg.set("on_exit", lambda arbiter: supervisor.stop())
+
+    def load(self) -> HabitatApp:
+        # Called in each worker after the fork, so stores open per process.
+        return create_app()
+
+
+def serve(bind: str, workers: int, server_command: list[str] | None) -> None:
+    """Run gunicorn (and the supervised message server) until SIGTERM or SIGINT."""
+    GatewayApplication({"bind": bind, "workers": workers}, server_command).run()
+
+
+def server_command(db_url: str, config_file: str | None) -> list[str]:
+    """The argv that runs ``habitat-http server`` with this interpreter."""
+    command = [sys.executable, "-m", "habitat_http", "server", "--db", db_url]
+    if config_file:
+        command += ["--config", config_file]
+    return command
