@@ -127,6 +127,7 @@ class HabitatApp:
             future_tolerance=self.config.future_tolerance,
         )
         message_id = self.store.put(accepted.message)
+        # Nothing after the commit may fail: the ignored keys are checked, encodable text.
         return _json({"ok": True, "id": message_id, "ignored": accepted.ignored}, 200)
 
     # -- dispatch and error mapping -------------------------------------------

@@ -16,6 +16,7 @@ known to be too long instead of being silently cut short.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
@@ -32,16 +33,44 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A \uD800-\uDFFF escape: the only way a lone surrogate gets into parsed JSON.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def loads(text: str | bytes) -> Any:
     """Parse strict JSON (RFC 8259): no NaN or Infinity; UTF-8, -16 or -32 bytes.
 
+    Text with a lone surrogate (an unpaired ``\ud800``-``\udfff`` escape) is
+    refused, as it cannot be stored or sent back as UTF-8 (RFC 8259 section 8.2).
+
     Raises:
-        ValueError: the text is not valid JSON, or nests too deeply to parse.
+        ValueError: the text is not valid JSON, holds a lone surrogate, or nests
+            too deeply to parse.
     """
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON nests too deeply") from None
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _SURROGATE_ESCAPE.search(raw):  # rare: check every string only then
+        _check_unicode(value)
+    return value
+
+
+def _check_unicode(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("a string holds an unpaired UTF-16 surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def read_body(request: Request, max_body: int) -> bytes:

@@ -46,7 +46,7 @@ MAX_INFO_CHARS = 256
 MAX_TIMESTAMP = 10**10
 _CALLSIGN_RE = re.compile(r"[A-Za-z0-9/_-]{1,32}")
 _HAS_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
-_DECIMAL_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)")
+_DECIMAL_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 _HMS_RE = re.compile(r"([0-9]{1,2}):([0-9]{2}):([0-9]{2})")
 # Numbers beyond this magnitude are nonsense for every field here and would lose
 # precision as floats.
@@ -141,7 +141,8 @@ def _timestamp(value: Any) -> float:
     """Seconds since the UNIX epoch: a JSON number, or a decimal string as forms send."""
     if isinstance(value, str):
         text = value.strip()
-        if not _DECIMAL_RE.fullmatch(text) or len(text) > 32:
+        # Length first: the regex backtracks quadratically on long digit runs.
+        if len(text) > 32 or not _DECIMAL_RE.fullmatch(text):
             raise PydanticCustomError(
                 "timestamp_type", "must be a UNIX timestamp in seconds, such as 1700000000"
             )

@@ -241,3 +241,39 @@ def test_body_without_length_over_the_limit_is_413_not_truncated(tmp_path) -> No
         )
         assert r.status_code == 413, (content_type, r.get_data(as_text=True))
     assert stored_rows(gw) == []
+
+
+@pytest.mark.timeout(10)
+def test_long_digit_strings_are_refused_quickly(gw: Gateway) -> None:
+    # A backtracking pattern once took 12 s of CPU on this; the length check comes first.
+    message = telem()
+    message["time_created"] = "1" * 60_000 + "x"
+    r = gw.post(message)
+    assert r.status_code == 400 and r.get_json()["field"] == "time_created"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"callsign":"M0ABC","type":"LISTENER_INFO","time_created":1,"time_uploaded":1,'
+        b'"data":{"\\ud800":1}}',
+        b'{"callsign":"M0ABC","type":"LISTENER_INFO","time_created":1,"time_uploaded":1,'
+        b'"data":{"name":"x\\udc00y"}}',
+        b'{"callsign":"M0ABC","type":"LISTENER_INFO","time_created":1,"time_uploaded":1,'
+        b'"data":{},"extra":["\\uDBFF"]}',
+    ],
+)
+def test_lone_surrogates_are_refused_before_anything_is_stored(gw: Gateway, body: bytes) -> None:
+    r = gw.client.post("/message", data=body, content_type="application/json")
+    assert r.status_code == 400
+    assert "surrogate" in r.get_json()["error"]
+    assert stored_rows(gw) == []
+
+
+def test_escaped_surrogate_pairs_are_fine(gw: Gateway) -> None:
+    body = (
+        b'{"callsign":"M0ABC","type":"LISTENER_INFO","time_created":1,"time_uploaded":1,'
+        b'"data":{"name":"\\ud83d\\udce1 station"}}'
+    )
+    assert gw.client.post("/message", data=body, content_type="application/json").status_code == 200
+    assert gw.store.read_after(0)[0].data == {"name": "📡 station"}

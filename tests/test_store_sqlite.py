@@ -149,3 +149,46 @@ def test_unopenable_database_gives_503(tmp_path: Path) -> None:
     client = IPClient(create_app(Config(), store, lambda: 1_700_000_000.0))
     r = client.post("/message", json=telem())
     assert r.status_code == 503 and "Retry-After" in r.headers
+
+
+def test_a_stalled_writer_in_another_process_gives_503_within_the_timeout(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / "h.db"
+    store = SQLiteStore(str(path), timeout=0.3)
+    store.put(message(1))
+    client = IPClient(create_app(Config(), store, lambda: 1_700_000_000.0))
+    with open(str(path) + ".lock", "ab") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # as if a writer process were stopped mid-commit
+        r = client.post("/message", json=telem())
+        assert r.status_code == 503
+        fcntl.flock(other, fcntl.LOCK_UN)
+    assert client.post("/message", json=telem()).status_code == 200
+    assert len(store.read_after(0)) == 2
+    store.close()
+
+
+def test_fork_while_another_thread_holds_the_store_lock(tmp_path: Path) -> None:
+    import threading
+
+    store = SQLiteStore(str(tmp_path / "h.db"))
+    store.put(message(1))
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with store._db_lock:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(5)
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=store.put, args=(message(2),))
+    child.start()
+    child.join(30)
+    release.set()
+    thread.join()
+    assert child.exitcode == 0  # the child got fresh locks, not the held one
+    assert [m.callsign for m in store.read_after(0)] == ["M1ABC", "M2ABC"]
+    store.close()

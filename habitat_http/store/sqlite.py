@@ -22,6 +22,8 @@ import json
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any, NamedTuple
 
@@ -125,9 +127,10 @@ class SQLiteStore:
     Writes use group commit: concurrent :meth:`put` calls in one process are
     written in one transaction with one fsync, and each returns only after that
     commit. The thread that finds no commit in progress leads; the others wait
-    for its result. Between processes, an ``flock`` on ``<db>.lock`` queues the
-    writers, so a waiting writer wakes as soon as the lock is free instead of
-    sleeping in SQLite's busy handler.
+    for its result. Between processes, an ``flock`` on ``<db>.lock`` orders the
+    writers: a waiting writer polls it every 0.1 to 0.5 ms, much sooner than
+    SQLite's busy handler would retry, and gives up with StoreUnavailable after
+    ``timeout`` seconds.
 
     Args:
         path: the database file; relative paths are relative to the working
@@ -148,6 +151,7 @@ class SQLiteStore:
         self._db_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._pending: list[_Batch] = []
+        _stores.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r})"
@@ -170,10 +174,41 @@ class SQLiteStore:
         # New, or inherited across a fork: never reuse the parent's handles.
         self._conn_, self._lock_file = None, None
         self.initialize()
-        self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
-        self._conn_ = self._connect()
+        try:
+            self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
+            self._conn_ = self._connect()
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._pid = os.getpid()
         return self._conn_
+
+    def _after_fork_in_child(self) -> None:
+        # Locks held by other threads at the fork would never be released here, and
+        # the parent's pending batches are the parent's to commit.
+        self._db_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._pending = []
+        self._conn_, self._lock_file, self._pid = None, None, 0
+
+    def _lock_within(self, lock_file: IO[bytes], deadline: float) -> None:
+        """Take the cross-process lock on ``lock_file``, or raise StoreUnavailable at
+        ``deadline`` (time.monotonic).
+
+        Polls with short, growing sleeps (0.1 to 0.5 ms): a blocking flock could
+        not time out.
+        """
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"another process held the write lock for over {self.timeout} s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.0005)
 
     def initialize(self) -> None:
         """Switch the file to WAL and apply pending migrations, once, across processes.
@@ -184,7 +219,7 @@ class SQLiteStore:
         """
         try:
             with open(self.lock_path, "ab") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._lock_within(lock, time.monotonic() + self.timeout)
                 conn = self._connect()
                 try:
                     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -259,7 +294,7 @@ class SQLiteStore:
         """
         conn = self._conn()
         assert self._lock_file is not None
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        self._lock_within(self._lock_file, time.monotonic() + self.timeout)
         try:
             if before is not None:
                 before()
@@ -411,6 +446,17 @@ class SQLiteStore:
             if self._lock_file is not None and self._pid == os.getpid():
                 self._lock_file.close()
             self._conn_, self._lock_file, self._pid = None, None, 0
+
+
+_stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _reset_stores_after_fork() -> None:
+    for store in list(_stores):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_stores_after_fork)
 
 
 def _row(message: Message) -> tuple[Any, ...]:
