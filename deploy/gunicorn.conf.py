@@ -17,7 +17,9 @@ worker_class = "gthread"
 workers = min(4, multiprocessing.cpu_count())
 threads = 8
 
-# A request that takes 30 s is stuck (a commit takes milliseconds).
+# A worker whose main loop is silent for 30 s is restarted. (With gthread this
+# watches the worker's event loop, not single requests; a write waits at most
+# HABITAT_DB_TIMEOUT for the database before answering 503.)
 timeout = 30
 # In-flight requests get this long to finish on SIGTERM; a systemd unit's
 # TimeoutStopSec must be longer than this.

@@ -4,9 +4,11 @@ flup (>= 1.0.3) speaks the protocol; this module only adds what habitat's origin
 SCGI server did around it:
 
 - no fork: flup's bounded thread pool serves connections in this process;
-- a per-connection timeout, so one stuck client cannot hold a thread for ever;
+- a per-connection timeout: the whole request must arrive within it, so one
+  stuck or trickling client cannot hold a thread for ever;
 - SIGTERM/SIGINT stop accepting, let in-flight requests finish (bounded by that
-  timeout), remove the socket file and return;
+  timeout), remove the socket file and return; SIGHUP does the same and then
+  listens again;
 - a stale socket file from a crashed run is replaced, but a live server on the
   same path is never stolen from;
 - the socket gets the configured mode (0660 by default), never world-writable
@@ -28,6 +30,7 @@ import logging
 import os
 import socket
 import stat
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -56,32 +59,66 @@ class SCGIStartError(Exception):
     """
 
 
-class _TimeoutSocket(socket.socket):
-    """A client socket whose reads and writes time out after ``timeout`` seconds.
+class _DeadlineSocket(socket.socket):
+    """A client socket with one deadline for reading the whole request.
 
-    flup switches the socket to plain blocking mode before reading the body;
-    here ``setblocking(True)`` keeps the timeout instead.
+    Every read times out at ``read_deadline`` (time.monotonic), however the
+    client trickles its bytes, so a stuck or slow client frees its thread after
+    the connection timeout. Writes get ``write_timeout`` seconds each, so a
+    response to a committed message is not cut short by that deadline. flup
+    switches the socket to blocking mode before reading the body; here
+    ``setblocking(True)`` keeps the timeouts instead.
     """
 
-    scgi_timeout: float = 5.0
+    read_deadline: float = 0.0
+    write_timeout: float = 5.0
 
     def setblocking(self, flag: bool) -> None:
         if flag:
-            self.settimeout(self.scgi_timeout)
+            self.settimeout(self.write_timeout)
         else:
             super().setblocking(False)
+
+    def _before_read(self) -> None:
+        remaining = self.read_deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the SCGI connection timeout passed while reading the request")
+        self.settimeout(remaining)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._before_read()
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._before_read()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.settimeout(self.write_timeout)
+        return super().send(data, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self.settimeout(self.write_timeout)
+        super().sendall(data, flags)
 
 
 def _connection_class(timeout: float) -> type[Connection]:
     class TimedConnection(Connection):  # type: ignore[misc]
-        """flup's Connection on a client socket with a per-connection timeout."""
+        """flup's Connection, with a per-connection deadline once a thread takes it."""
 
         def __init__(self, sock: socket.socket, addr: Any, server: Any, _timeout: Any) -> None:
-            timed = _TimeoutSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-            timed.scgi_timeout = timeout
-            timed.settimeout(timeout)
             # flup's own timeout uses SIGALRM, which only works in the main thread.
-            super().__init__(timed, addr, server, None)
+            super().__init__(sock, addr, server, None)
+
+        def run(self) -> None:
+            # Wrapped here, not in __init__: a connection refused for want of a
+            # thread keeps its plain socket, which flup then closes at once.
+            sock: socket.socket = self._sock  # type: ignore[has-type]
+            timed = _DeadlineSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            timed.read_deadline = time.monotonic() + timeout
+            timed.write_timeout = timeout
+            self._sock = timed
+            super().run()
 
     return TimedConnection
 
@@ -107,7 +144,9 @@ class MountedApp:
         uri = environ.get("REQUEST_URI")
         if uri is not None:
             # PEP 3333: PATH_INFO is the percent-decoded path as latin-1 text.
-            path = unquote_to_bytes(uri.split("?", 1)[0]).decode("latin-1")
+            # flup hands REQUEST_URI over as latin-1 text of the raw bytes.
+            raw = uri.split("?", 1)[0].encode("latin-1", "replace")
+            path = unquote_to_bytes(raw).decode("latin-1")
             if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
                 environ["SCRIPT_NAME"], environ["PATH_INFO"] = self.prefix, path[len(self.prefix) :]
             else:
@@ -252,9 +291,13 @@ def serve(
         SCGIStartError: the socket path is in use by a live server, is not a
             socket, or cannot be bound.
     """
-    server = HabitatSCGIServer(
-        MountedApp(app, prefix), path, mode=mode, threads=threads, timeout=timeout
-    )
-    log.info("habitat_http SCGI server on %s (mode %o, %d threads)", path, mode, threads)
-    server.run()
+    mounted = MountedApp(app, prefix)
+    while True:
+        server = HabitatSCGIServer(mounted, path, mode=mode, threads=threads, timeout=timeout)
+        log.info("habitat_http SCGI server on %s (mode %o, %d threads)", path, mode, threads)
+        # flup returns True after SIGHUP ("reload"): in-flight requests have finished
+        # and the socket is gone, so listen afresh; SIGTERM and SIGINT return False.
+        if not server.run():
+            break
+        log.info("SIGHUP: listening again on %s", path)
     log.info("habitat_http SCGI server stopped")

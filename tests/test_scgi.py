@@ -323,3 +323,67 @@ def test_silent_client_is_dropped_after_the_timeout(tmp_path: Path) -> None:
             s.close()
     finally:
         server.stop()
+
+
+def test_trickling_client_is_dropped_at_the_connection_deadline(tmp_path: Path) -> None:
+    # One byte every 0.4 s never trips a per-read timeout of 1 s; the deadline does.
+    server = launch(tmp_path, "--threads", "1", env={"HABITAT_SCGI_TIMEOUT": "1"})
+    try:
+        client = server.client
+        body = json.dumps(telem()).encode()
+        data = client.netstring(client.environ("POST", "/message", body, "application/json"))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(server.socket_path)
+            start = time.monotonic()
+            dropped_after = None
+            for byte in data:
+                try:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.4)
+                    if sock.recv(1, socket.MSG_DONTWAIT) == b"":
+                        dropped_after = time.monotonic() - start
+                        break
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    dropped_after = time.monotonic() - start
+                    break
+        assert dropped_after is not None and dropped_after < 3
+        assert server.client.request("GET", "/").status == 200  # the thread is free again
+    finally:
+        server.stop()
+
+
+def test_refused_connections_are_closed_at_once(tmp_path: Path) -> None:
+    server = launch(tmp_path, "--threads", "1", env={"HABITAT_SCGI_TIMEOUT": "5"})
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as busy:
+            busy.connect(server.socket_path)  # takes the only thread
+            time.sleep(0.3)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
+                extra.settimeout(2)
+                extra.connect(server.socket_path)
+                start = time.monotonic()
+                try:
+                    closed = extra.recv(1) == b""
+                except ConnectionResetError:
+                    closed = True
+                assert closed and time.monotonic() - start < 1.5
+    finally:
+        server.stop()
+
+
+def test_sighup_listens_again(scgi_server: SCGIServer) -> None:
+    scgi_server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "listening again" not in scgi_server.log.read_text():
+        assert time.monotonic() < deadline, scgi_server.log.read_text()
+        time.sleep(0.05)
+    assert scgi_server.process.poll() is None
+    assert scgi_server.client.post_json("/message", telem()).status == 200
+
+
+def test_non_ascii_paths_are_decoded_as_pep_3333_says(scgi_server: SCGIServer) -> None:
+    r = scgi_server.client.request("GET", "/%C3%A9t%C3%A9")
+    assert r.status == 404
+    assert "/été" in r.json()["error"]  # werkzeug decodes the latin-1 PATH_INFO as UTF-8
