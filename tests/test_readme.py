@@ -28,5 +28,5 @@ def test_ci_runs_the_readme_test_command() -> None:
     )
     assert len(commands) == 2  # exactly two set-up commands: run, and test
     run, test = commands
-    assert "gunicorn" in run and "pytest" in test
+    assert "habitat_http serve" in run and "pytest" in test
     assert test in (ROOT / ".ci" / "run").read_text()
