@@ -12,6 +12,7 @@ import threading
 
 from habitat_http import Message, create_app
 from habitat_http.config import Config
+from habitat_http.store import Stored
 
 
 class NullStore:
@@ -21,9 +22,12 @@ class NullStore:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def put(self, message: Message) -> int:
+    def put(self, message: Message) -> Stored:
         with self._lock:
-            return next(self._ids)
+            return Stored(next(self._ids), False)
+
+    def put_many(self, messages: list[Message]) -> list[Stored]:
+        return [self.put(m) for m in messages]
 
     def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
         return []

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import body
 from .config import Config
-from .messages import InvalidMessage, validate
+from .messages import Accepted, InvalidMessage, validate
 from .store import Store, StoreError, open_store
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ RETRY_AFTER = 5
 ACTIONS = (
     ("GET", "/", "this page"),
     ("POST", "/message", "insert one message (JSON object or form-urlencoded)"),
+    ("POST", "/messages", "insert a batch: a JSON array of up to 1000 messages"),
 )
 
 INFO_TEXT = """\
@@ -98,6 +99,7 @@ class HabitatApp:
             [
                 Rule("/", endpoint="info", methods=["GET"]),
                 Rule("/message", endpoint="message", methods=["POST"]),
+                Rule("/messages", endpoint="messages", methods=["POST"]),
             ],
             merge_slashes=False,
         )
@@ -119,16 +121,68 @@ class HabitatApp:
         store has committed. Errors are mapped by :meth:`dispatch_request`.
         """
         fields = body.read_fields(request, self.config.max_body)
-        accepted = validate(
+        accepted = self._validate(fields, request, self.clock())
+        stored = self.store.put(accepted.message)
+        # Nothing after the commit may fail: the ignored keys are checked, encodable text.
+        return _json(
+            {
+                "ok": True,
+                "id": stored.id,
+                "duplicate": stored.duplicate,
+                "ignored": accepted.ignored,
+            },
+            200,
+        )
+
+    def on_messages(self, request: Request) -> Response:
+        """POST /messages: a JSON array of up to 1000 messages, each checked alone.
+
+        Valid items are stored (in one transaction) even when others are
+        rejected; retries of stored messages come back as duplicates. Answers
+        ``{"accepted", "duplicates", "rejected", "results": [{"index", "status",
+        "id"?, "ignored"?, "error"?, "field"?}]}``: 200, or 400 when every item
+        was rejected.
+        """
+        items = body.read_batch(request, self.config.max_batch_body, self.config.max_batch_items)
+        now = self.clock()
+        results: list[dict[str, Any]] = []
+        valid: list[tuple[dict[str, Any], Accepted]] = []
+        for index, item in enumerate(items):
+            result: dict[str, Any] = {"index": index}
+            results.append(result)
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidMessage.one(None, "The item must be a JSON object.")
+                valid.append((result, self._validate(item, request, now)))
+            except InvalidMessage as exc:
+                result.update(status="rejected", error=exc.first.error, field=exc.first.field)
+        stored = self.store.put_many([a.message for _, a in valid]) if valid else []
+        for (result, accepted), outcome in zip(valid, stored, strict=True):
+            result.update(
+                status="duplicate" if outcome.duplicate else "stored",
+                id=outcome.id,
+                ignored=accepted.ignored,
+            )
+        counts = {
+            status: sum(r["status"] == status for r in results)
+            for status in ("stored", "duplicate", "rejected")
+        }
+        payload = {
+            "accepted": counts["stored"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": results,
+        }
+        return _json(payload, 400 if counts["rejected"] == len(results) else 200)
+
+    def _validate(self, fields: dict[str, Any], request: Request, now: float) -> Accepted:
+        return validate(
             fields,
-            now=self.clock(),
+            now=now,
             ip=request.remote_addr,
             blocked_callsigns=self.config.blocked_callsigns,
             future_tolerance=self.config.future_tolerance,
         )
-        message_id = self.store.put(accepted.message)
-        # Nothing after the commit may fail: the ignored keys are checked, encodable text.
-        return _json({"ok": True, "id": message_id, "ignored": accepted.ignored}, 200)
 
     # -- dispatch and error mapping -------------------------------------------
 
@@ -186,7 +240,11 @@ class HabitatApp:
             allowed = ", ".join(exc.valid_methods or ())
             payload["error"] = f"{request.method} is not allowed on {request.path}; use {allowed}."
         elif isinstance(exc, RequestEntityTooLarge):
-            payload["error"] = f"The body is larger than the limit of {self.config.max_body} bytes."
+            if exc.description != RequestEntityTooLarge.description:
+                payload["error"] = exc.description
+            else:
+                limit = (request.max_content_length or 1) - 1  # body.read_body set it
+                payload["error"] = f"The body is larger than the limit of {limit} bytes."
         else:
             payload["error"] = exc.description or exc.name
         return _json(payload, exc.code or 500, headers)
@@ -194,9 +252,6 @@ class HabitatApp:
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """The WSGI entry point without ProxyFix (PEP 3333)."""
         request = Request(environ)
-        # One byte over the limit, so body.read_body can tell "too long" from "cut".
-        request.max_content_length = self.config.max_body + 1
-        request.max_form_memory_size = self.config.max_body
         response = self.dispatch_request(request)
         return response(environ, start_response)
 

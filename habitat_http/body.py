@@ -6,20 +6,25 @@ Two content types carry a message (habitat's HTTP POST format, DESIGN.md section
 - ``application/x-www-form-urlencoded``: the same field names, where ``data`` holds
   the JSON text of the data object.
 
-Anything else gets 415. The body size limit is enforced while reading: werkzeug
-refuses a declared Content-Length over ``Request.max_content_length`` at once,
-and stops reading a chunked body (``wsgi.input_terminated``) at that limit. The
-app sets that limit one byte over the real one, so a body that reaches it is
-known to be too long instead of being silently cut short.
+Anything else gets 415. A batch (POST /messages) is a JSON array of such
+objects. Bodies may be gzip- or deflate-compressed (``Content-Encoding``).
+
+The body size limit is enforced while reading: werkzeug refuses a declared
+Content-Length over ``Request.max_content_length`` at once, and stops reading a
+chunked body (``wsgi.input_terminated``) at that limit; decompression stops at it
+too.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zlib
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.formparser import FormDataParser
 from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
@@ -74,57 +79,113 @@ def _check_unicode(value: Any) -> None:
 
 
 def read_body(request: Request, max_body: int) -> bytes:
-    """The whole request body, at most ``max_body`` bytes.
+    """The whole request body, decompressed, at most ``max_body`` bytes.
+
+    ``Content-Encoding: gzip`` (or ``x-gzip``) and ``deflate`` (zlib, or raw
+    deflate as some clients send it) are decompressed as a stream whose output
+    is capped at ``max_body`` bytes, so a small "bomb" never grows in memory
+    (RFC 9110 section 8.4). ``identity`` is accepted too.
 
     Args:
-        request: the werkzeug request, with ``max_content_length`` set to
-            ``max_body + 1`` so that an over-long chunked body is detectable.
-        max_body: the largest body accepted, in bytes.
+        request: the werkzeug request.
+        max_body: the largest body accepted, compressed or decompressed, in bytes.
 
     Raises:
-        RequestEntityTooLarge: the body is longer than ``max_body`` (413).
+        RequestEntityTooLarge: the body, or what it decompresses to, is longer than
+            ``max_body`` (413).
+        UnsupportedMediaType: another Content-Encoding (415).
+        InvalidMessage: the compressed data is corrupt or truncated (400).
     """
-    data = request.get_data(cache=True)  # cached: form parsing reads it again
+    # One byte over the limit, so a chunked body that reaches it is known to be
+    # too long instead of being silently cut short.
+    request.max_content_length = max_body + 1
+    data = request.get_data(cache=False)
     if len(data) > max_body:
         raise RequestEntityTooLarge()
+    header = request.headers.get("Content-Encoding", "")
+    for coding in reversed([c.strip().lower() for c in header.split(",") if c.strip()]):
+        if coding in ("gzip", "x-gzip"):
+            data = _inflate(data, 16 + zlib.MAX_WBITS, max_body, coding)
+        elif coding == "deflate":
+            try:
+                data = _inflate(data, zlib.MAX_WBITS, max_body, coding)
+            except InvalidMessage:
+                data = _inflate(data, -zlib.MAX_WBITS, max_body, coding)
+        elif coding != "identity":
+            raise UnsupportedMediaType(
+                f"Content-Encoding {coding} is not supported; send gzip, deflate or identity."
+            )
     return data
 
 
+def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
+    out = bytearray()
+    while True:
+        engine = zlib.decompressobj(wbits)
+        try:
+            out += engine.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise InvalidMessage.one(None, f"The {coding} body is corrupt ({exc}).") from None
+        if len(out) > limit or engine.unconsumed_tail:
+            raise RequestEntityTooLarge()
+        if not engine.eof:
+            raise InvalidMessage.one(None, f"The {coding} body is truncated.")
+        data = engine.unused_data
+        if not data or wbits != 16 + zlib.MAX_WBITS:
+            if data:
+                raise InvalidMessage.one(None, f"The {coding} body has data after its end.")
+            return bytes(out)
+        # gzip allows several members one after another (RFC 1952 section 2.2).
+
+
+def _content_type(request: Request, allow_form: bool) -> bool:
+    """True for JSON, False for a form; 415 for anything else."""
+    mimetype = request.mimetype
+    if mimetype == JSON_TYPE or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    ):
+        return True
+    if allow_form and mimetype == FORM_TYPE:
+        return False
+    kinds = f"{JSON_TYPE} or {FORM_TYPE}" if allow_form else JSON_TYPE
+    raise UnsupportedMediaType(f"Send {kinds}, not {mimetype or 'no Content-Type'}.")
+
+
+def _json_body(raw: bytes) -> Any:
+    try:
+        return loads(raw)
+    except ValueError as exc:
+        raise InvalidMessage.one(None, f"The body is not valid JSON: {exc}.") from None
+
+
 def read_fields(request: Request, max_body: int) -> dict[str, Any]:
-    """The message fields of a POST body, with ``data`` decoded to a Python object.
+    """The message fields of a POST /message body, with ``data`` decoded.
 
     Args:
-        request: the werkzeug request; its ``max_content_length`` is ``max_body + 1``.
-        max_body: the largest body accepted, in bytes.
+        request: the werkzeug request.
+        max_body: the largest body accepted, in bytes (HABITAT_MAX_BODY).
 
     Returns:
         A dict of field name to value. For form bodies every value is a string,
         except ``data``, which is the decoded JSON value.
 
     Raises:
-        UnsupportedMediaType: not JSON or form-urlencoded (415).
+        UnsupportedMediaType: not JSON or form-urlencoded, or an unknown
+            Content-Encoding (415).
         RequestEntityTooLarge: the body is over the limit (413).
-        InvalidMessage: the body is not a JSON object, or the form's ``data`` is not
-            JSON (400).
+        InvalidMessage: the body is not a JSON object, the form's ``data`` is not
+            JSON, or the compressed data is corrupt (400).
     """
-    mimetype = request.mimetype
-    is_json = mimetype == JSON_TYPE or (
-        mimetype.startswith("application/") and mimetype.endswith("+json")
-    )
-    if not is_json and mimetype != FORM_TYPE:
-        raise UnsupportedMediaType(
-            f"Send the message as {JSON_TYPE} or {FORM_TYPE}, not {mimetype or 'no Content-Type'}."
-        )
+    is_json = _content_type(request, allow_form=True)
     raw = read_body(request, max_body)
     if is_json:
-        try:
-            fields = loads(raw)
-        except ValueError as exc:
-            raise InvalidMessage.one(None, f"The body is not valid JSON: {exc}.") from None
+        fields = _json_body(raw)
         if not isinstance(fields, dict):
             raise InvalidMessage.one(None, "The body must be a JSON object holding one message.")
         return fields
-    fields = {key: request.form[key] for key in request.form}
+    parser = FormDataParser(max_form_memory_size=max_body, max_content_length=max_body)
+    _, form, _ = parser.parse(io.BytesIO(raw), FORM_TYPE, len(raw), request.mimetype_params)
+    fields = {key: form[key] for key in form}
     if "data" in fields:
         try:
             fields["data"] = loads(fields["data"])
@@ -133,3 +194,31 @@ def read_fields(request: Request, max_body: int) -> dict[str, Any]:
                 "data", f"data must be the JSON text of an object ({exc})."
             ) from None
     return fields
+
+
+def read_batch(request: Request, max_body: int, max_items: int) -> list[Any]:
+    """The items of a POST /messages body: a JSON array of message objects.
+
+    Args:
+        request: the werkzeug request.
+        max_body: the largest body accepted, in bytes (HABITAT_MAX_BATCH_BODY).
+        max_items: the most items in one batch.
+
+    Raises:
+        UnsupportedMediaType: not JSON, or an unknown Content-Encoding (415).
+        RequestEntityTooLarge: the body is over the limit, or holds more than
+            ``max_items`` items (413).
+        InvalidMessage: the body is not a non-empty JSON array, or its compressed
+            data is corrupt (400).
+    """
+    _content_type(request, allow_form=False)
+    items = _json_body(read_body(request, max_body))
+    if not isinstance(items, list):
+        raise InvalidMessage.one(None, "The body must be a JSON array of message objects.")
+    if not items:
+        raise InvalidMessage.one(None, "The batch is empty; send 1 to 1000 messages.")
+    if len(items) > max_items:
+        raise RequestEntityTooLarge(
+            f"The batch holds {len(items)} messages; send at most {max_items} at once."
+        )
+    return items

@@ -38,7 +38,10 @@ class Config:
         trusted_proxies: how many proxies in front append to X-Forwarded-For
             (``HABITAT_TRUSTED_PROXIES``); 0 means REMOTE_ADDR is the client.
         max_body: largest request body accepted, in bytes (``HABITAT_MAX_BODY``);
-            larger bodies get 413.
+            larger bodies get 413. Applies to a compressed body and to what it
+            decompresses to.
+        max_batch_body: the same for POST /messages (``HABITAT_MAX_BATCH_BODY``).
+        max_batch_items: the most messages in one POST /messages.
         sqlite_synchronous: SQLite ``PRAGMA synchronous`` level
             (``HABITAT_SQLITE_SYNCHRONOUS``); FULL makes a commit survive power loss.
         db_timeout: seconds a write waits for the database before the client gets
@@ -55,6 +58,8 @@ class Config:
     blocked_callsigns: frozenset[str] = field(default=DEFAULT_BLOCKED_CALLSIGNS)
     trusted_proxies: int = 0
     max_body: int = 64 * 1024
+    max_batch_body: int = 1024 * 1024
+    max_batch_items: int = 1000
     sqlite_synchronous: str = "FULL"
     db_timeout: float = 5.0
     future_tolerance: float = 60.0
@@ -88,6 +93,7 @@ class Config:
             ),
             trusted_proxies=_int(env, "HABITAT_TRUSTED_PROXIES", defaults.trusted_proxies, 0),
             max_body=_int(env, "HABITAT_MAX_BODY", defaults.max_body, 1),
+            max_batch_body=_int(env, "HABITAT_MAX_BATCH_BODY", defaults.max_batch_body, 1),
             sqlite_synchronous=synchronous,
             db_timeout=_float(env, "HABITAT_DB_TIMEOUT", defaults.db_timeout),
             scgi_timeout=_float(env, "HABITAT_SCGI_TIMEOUT", defaults.scgi_timeout),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -42,6 +44,7 @@ CLIENT_TYPES: Final = (RECEIVED_TELEM, LISTENER_INFO, LISTENER_TELEM)
 MAX_CALLSIGN = 32
 MAX_RAW_BYTES = 2048
 MAX_INFO_CHARS = 256
+MAX_MESSAGE_ID = 64
 #: Timestamps outside 0 .. 10**10 s (1970 .. 2286) are client bugs, not clock skew.
 MAX_TIMESTAMP = 10**10
 _CALLSIGN_RE = re.compile(r"[A-Za-z0-9/_-]{1,32}")
@@ -69,6 +72,8 @@ class Message:
         time_received: server time of receipt in seconds since the UNIX epoch, with
             sub-second precision.
         id: the store's id, increasing with each stored message; None before storing.
+        dedup_key: what makes two uploads the same message (see :func:`dedup_key`);
+            the store keeps one message per key. None for messages not from clients.
     """
 
     callsign: str
@@ -79,6 +84,7 @@ class Message:
     ip: str | None
     time_received: float
     id: int | None = None
+    dedup_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +199,15 @@ def _message_type(value: str) -> str:
     return value
 
 
+def _message_id(value: str) -> str:
+    """An explicit dedup key: 1 to 64 printable characters."""
+    if not 1 <= len(value) <= MAX_MESSAGE_ID or not value.isprintable():
+        raise PydanticCustomError(
+            "message_id", "must be 1 to {limit} printable characters", {"limit": MAX_MESSAGE_ID}
+        )
+    return value
+
+
 def _raw_string(value: str) -> str:
     """Canonical base64 of 1 to 2048 received bytes (re-encoding gives the same text)."""
     if len(value) > 4 * math.ceil(MAX_RAW_BYTES / 3):
@@ -284,6 +299,7 @@ class Envelope(BaseModel):
     time_created: Timestamp
     time_uploaded: Timestamp
     data: dict[str, Any]
+    message_id: Annotated[str, AfterValidator(_message_id)] | None = None
 
 
 class ReceivedTelemData(BaseModel):
@@ -401,13 +417,37 @@ def validate(
         raise InvalidMessage(_field_errors(exc, "data")) from None
     ignored = sorted(k for k in env.data if k not in model.model_fields)
     time_created, time_uploaded = clock_correct(env.time_created, env.time_uploaded, now)
+    stored_data = data.model_dump(exclude_none=True)
     message = Message(
         callsign=env.callsign,
         type=env.type,
         time_created=time_created,
         time_uploaded=time_uploaded,
-        data=data.model_dump(exclude_none=True),
+        data=stored_data,
         ip=ip,
         time_received=now,
+        dedup_key=dedup_key(env.callsign, env.type, env.time_created, stored_data, env.message_id),
     )
     return Accepted(message, ignored)
+
+
+def dedup_key(
+    callsign: str,
+    type_: str,
+    time_created: float,
+    data: Mapping[str, Any],
+    message_id: str | None = None,
+) -> str:
+    """The key under which the store keeps one copy of a message (sha256, hex).
+
+    A retried upload is the same callsign, type, data and time_created as the
+    client sent it (before clock correction); its time_uploaded changes between
+    attempts, so it is not part of the key. A client's own ``message_id``
+    replaces that rule, and is scoped to its callsign.
+    """
+    if message_id is not None:
+        material: list[Any] = ["message_id", callsign, message_id]
+    else:
+        material = ["content", callsign, type_, time_created, data]
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -29,7 +29,7 @@ def fill(path: Path, n: int) -> list[int]:
                 "192.0.2.1",
                 200.5 + i,
             )
-        )
+        ).id
         for i in range(n)
     ]
     store.close()

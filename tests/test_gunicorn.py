@@ -178,3 +178,41 @@ def test_chunked_bodies_are_capped_by_the_body_limit(tmp_path: Path, gunicorn: A
     too_big = requests.post(server.url + "/message", data=chunks(big), headers=headers, timeout=10)
     assert too_big.status_code == 413
     assert [r["id"] for r in cli_messages(db)] == [ok.json()["id"]]
+
+
+def test_concurrent_retries_across_two_workers_are_stored_once(
+    tmp_path: Path, gunicorn: Any
+) -> None:
+    db = f"sqlite:///{tmp_path}/habitat.db"
+    server = gunicorn(
+        {"HABITAT_DB": db}, "--workers", "2", "--worker-class", "gthread", "--threads", "4"
+    )
+    items = [telem(f"$$RETRY,{n}*00", callsign=f"M{n % 5}ABC") for n in range(50)]
+    barrier = threading.Barrier(8)
+    answers: list[Any] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        session = requests.Session()
+        barrier.wait()
+        for _ in range(3):  # each client retries the same batch, and single messages
+            r = session.post(server.url + "/messages", json=items, timeout=30)
+            assert r.status_code == 200
+            single = session.post(server.url + "/message", json=items[7], timeout=30)
+            assert single.status_code == 200
+            with lock:
+                answers.append(r.json())
+                answers.append({"results": [{"index": 7, **single.json()}]})
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = cli_messages(db)
+    assert len(rows) == 50  # every message once, whichever worker took it first
+    id_of = {r["data"]["string"]: r["id"] for r in rows}
+    for answer in answers:
+        for result in answer["results"]:
+            assert result["id"] == id_of[items[result["index"]]["data"]["string"]]
+    assert sum(a.get("accepted", 0) for a in answers) == 50

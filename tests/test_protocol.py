@@ -27,7 +27,7 @@ def test_post_json_stores_and_answers_with_id(gw: Gateway) -> None:
     assert r.status_code == 200
     assert r.mimetype == "application/json"
     body = r.get_json()
-    assert body == {"ok": True, "id": 1, "ignored": []}
+    assert body == {"ok": True, "id": 1, "duplicate": False, "ignored": []}
     rows = stored_rows(gw)
     assert rows == [
         (

@@ -387,3 +387,20 @@ def test_non_ascii_paths_are_decoded_as_pep_3333_says(scgi_server: SCGIServer) -
     r = scgi_server.client.request("GET", "/%C3%A9t%C3%A9")
     assert r.status == 404
     assert "/été" in r.json()["error"]  # werkzeug decodes the latin-1 PATH_INFO as UTF-8
+
+
+def test_batches_gzip_and_retries_over_scgi(scgi_server: SCGIServer) -> None:
+    import gzip
+
+    items = [telem(f"$$SCGI,{n}*00") for n in range(20)]
+    body = gzip.compress(json.dumps(items).encode())
+    c = scgi_server.client
+    first = c.request("POST", "/messages", body, "application/json", {"Content-Encoding": "gzip"})
+    assert first.status == 200 and first.json()["accepted"] == 20
+    again = c.request("POST", "/messages", body, "application/json", {"Content-Encoding": "gzip"})
+    assert again.json()["duplicates"] == 20
+    bad = c.request(
+        "POST", "/message", b"\x1f\x8bnope", "application/json", {"Content-Encoding": "gzip"}
+    )
+    assert bad.status == 400
+    assert len(cli_messages(scgi_server.db_url)) == 20

@@ -9,6 +9,7 @@ from pathlib import Path
 from habitat_http.config import ServerConfig, SinkSpec
 from habitat_http.messages import LISTENER_INFO, RECEIVED_TELEM, Message
 from habitat_http.server import MessageServer, load_sinks, status
+from habitat_http.store import Stored
 from habitat_http.store.sqlite import SQLiteStore
 
 from . import sink_examples
@@ -20,6 +21,10 @@ def message(n: int, type_: str = RECEIVED_TELEM) -> Message:
     return Message(
         f"M{n}", type_, 1_700_000_000 + n, 1_700_000_001 + n, data, "192.0.2.1", 1_700_000_001.5 + n
     )
+
+
+def ids_of(results: list[Stored]) -> list[int]:
+    return [r.id for r in results]
 
 
 def setup(
@@ -46,7 +51,7 @@ def test_each_sink_gets_only_its_types_in_id_order(tmp_path: Path) -> None:
         SinkSpec("telem", "tests.sink_examples:RecordingSink", {"types": [RECEIVED_TELEM]}),
     )
     types = [RECEIVED_TELEM, LISTENER_INFO] * 10
-    ids = store.put_many([message(n, t) for n, t in enumerate(types)])
+    ids = ids_of(store.put_many([message(n, t) for n, t in enumerate(types)]))
     server.start()
     drain(server, clock)
     info, telem = sink_examples.MADE["info"], sink_examples.MADE["telem"]
@@ -68,7 +73,7 @@ def test_failing_sink_is_retried_with_backoff_and_does_not_hold_others_back(
         SinkSpec("steady", "tests.sink_examples:RecordingSink"),
         batch_size=10,
     )
-    ids = store.put_many([message(n) for n in range(25)])
+    ids = ids_of(store.put_many([message(n) for n in range(25)]))
     server.start()
     flaky, steady = sink_examples.MADE["flaky"], sink_examples.MADE["steady"]
     server.step()
@@ -100,7 +105,7 @@ def test_one_at_a_time_sink_keeps_its_place_before_the_failed_message(tmp_path: 
     store, server, clock = setup(
         tmp_path, SinkSpec("one", "tests.sink_examples:OneAtATimeSink", {"fail_on": 6})
     )
-    ids = store.put_many([message(n) for n in range(10)])
+    ids = ids_of(store.put_many([message(n) for n in range(10)]))
     server.start()
     server.step()
     one = sink_examples.MADE["one"]
@@ -114,12 +119,12 @@ def test_one_at_a_time_sink_keeps_its_place_before_the_failed_message(tmp_path: 
 def test_restart_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     spec = SinkSpec("rec", "tests.sink_examples:RecordingSink")
     store, server, clock = setup(tmp_path, spec)
-    first = store.put_many([message(n) for n in range(5)])
+    first = ids_of(store.put_many([message(n) for n in range(5)]))
     server.start()
     drain(server, clock)
     store.close()
     store2, server2, clock2 = setup(tmp_path, spec)  # a new process, in effect
-    second = store2.put_many([message(n) for n in range(5, 8)])
+    second = ids_of(store2.put_many([message(n) for n in range(5, 8)]))
     server2.start()
     drain(server2, clock2)
     assert sink_examples.MADE["rec"].received == second
@@ -138,7 +143,7 @@ def test_new_messages_are_noticed_within_a_second_without_spinning(tmp_path: Pat
     thread.start()
     time.sleep(1.0)  # idle
     writer = SQLiteStore(f"{tmp_path}/h.db")
-    [new_id] = writer.put_many([message(1)])
+    [new_id] = ids_of(writer.put_many([message(1)]))
     posted = time.monotonic()
     live = sink_examples.MADE["live"]
     while new_id not in live.received and time.monotonic() - posted < 5:

@@ -32,7 +32,7 @@ def message(n: int = 0, data: dict[str, object] | None = None) -> Message:
 def test_round_trip(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "h.db"))
     data = {"name": "Zoë 📡", "nested": {"a": [1, 2.5, None]}}
-    new_id = store.put(message(1, data))
+    new_id = store.put(message(1, data)).id
     [back] = store.read_after(0)
     assert back.id == new_id
     assert back.data == data
@@ -65,7 +65,7 @@ def test_synchronous_is_configurable(tmp_path: Path) -> None:
 
 def test_read_after_pages_in_id_order(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "h.db"))
-    ids = [store.put(message(n)) for n in range(10)]
+    ids = [store.put(message(n)).id for n in range(10)]
     assert [m.id for m in store.read_after(0)] == ids
     assert [m.id for m in store.read_after(ids[3], limit=4)] == ids[4:8]
     assert store.read_after(ids[-1]) == []
@@ -129,15 +129,16 @@ def test_locked_database_gives_503_and_stores_nothing(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     store = SQLiteStore(str(path), timeout=0.2)
     client = IPClient(create_app(Config(), store, lambda: 1_700_000_000.0))
-    assert client.post("/message", json=telem()).status_code == 200
+    assert client.post("/message", json=telem("$$A*00")).status_code == 200
     with closing(sqlite3.connect(path, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-        r = client.post("/message", json=telem())
+        r = client.post("/message", json=telem("$$B*00"))
         assert r.status_code == 503
         assert r.headers["Retry-After"] == "5"
         assert r.get_json()["ok"] is False
         other.execute("ROLLBACK")
-    assert client.post("/message", json=telem()).status_code == 200
+    r = client.post("/message", json=telem("$$B*00"))  # the retry is stored now
+    assert r.status_code == 200 and r.get_json()["duplicate"] is False
     assert [m.id for m in store.read_after(0)] == [1, 2]
     store.close()
 

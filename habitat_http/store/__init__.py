@@ -7,10 +7,22 @@ the first call that needs the database connects and applies migrations.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..config import ConfigError
 from ..messages import Message
+
+
+class Stored(NamedTuple):
+    """What became of a message given to :meth:`Store.put`.
+
+    Attributes:
+        id: its id, or the original's when it was a duplicate.
+        duplicate: True when the same message (same dedup_key) was already stored.
+    """
+
+    id: int
+    duplicate: bool
 
 
 class StoreError(Exception):
@@ -34,14 +46,24 @@ class Store(Protocol):
     between processes that open the same database.
     """
 
-    def put(self, message: Message) -> int:
+    def put(self, message: Message) -> Stored:
         """Commit ``message`` durably and return its id.
 
         Ids increase with each message. When this returns, the message survives a
-        crash (and, with SQLite's synchronous=FULL, a power loss).
+        crash (and, with SQLite's synchronous=FULL, a power loss). A message whose
+        ``dedup_key`` is already stored is not stored again: the result names the
+        original and says ``duplicate``.
 
         Raises:
             StoreUnavailable: nothing was committed; the client may retry later.
+        """
+        ...
+
+    def put_many(self, messages: list[Message]) -> list[Stored]:
+        """Commit ``messages`` in one transaction; one result each, in order.
+
+        Raises:
+            StoreUnavailable: none of them was committed.
         """
         ...
 

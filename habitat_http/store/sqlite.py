@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, NamedTuple
 
 from ..messages import Message
-from . import SchemaTooNew, StoreUnavailable
+from . import SchemaTooNew, Stored, StoreUnavailable
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -82,15 +82,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX listener_telemetry_latest
         ON listener_telemetry (callsign, time_created, source_message);
     """,
+    """
+    ALTER TABLE messages ADD COLUMN dedup_key TEXT;
+    CREATE UNIQUE INDEX messages_dedup_key ON messages (dedup_key);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _INSERT = (
-    "INSERT INTO messages (callsign, type, time_created, time_uploaded, ip, data, time_received)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO messages (callsign, type, time_created, time_uploaded, ip, data, time_received,"
+    " dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
 )
+_ORIGINAL = "SELECT id FROM messages WHERE dedup_key = ?"
 _SELECT = (
-    "SELECT id, callsign, type, time_created, time_uploaded, ip, data, time_received"
+    "SELECT id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
     " FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 )
 
@@ -112,11 +117,11 @@ class Checkpoint(NamedTuple):
 class _Batch:
     """Rows waiting for a group commit, and what became of them."""
 
-    __slots__ = ("done", "error", "ids", "rows")
+    __slots__ = ("done", "error", "results", "rows")
 
     def __init__(self, messages: list[Message]) -> None:
         self.rows = [_row(m) for m in messages]  # serialised before taking any lock
-        self.ids: list[int] = []
+        self.results: list[Stored] = []
         self.error: StoreUnavailable | None = None
         self.done = threading.Event()
 
@@ -252,15 +257,19 @@ class SQLiteStore:
 
     # -- Store protocol ------------------------------------------------------
 
-    def put(self, message: Message) -> int:
+    def put(self, message: Message) -> Stored:
         """Commit one message; see :meth:`habitat_http.store.Store.put`."""
         return self.put_many([message])[0]
 
-    def put_many(self, messages: list[Message]) -> list[int]:
+    def put_many(self, messages: list[Message]) -> list[Stored]:
         """Commit ``messages`` in one transaction (shared with concurrent callers).
 
+        A message whose dedup_key is already stored (a retry) is not stored again;
+        its result holds the original's id and ``duplicate=True``.
+
         Returns:
-            Their ids, in order, once the transaction is durably committed.
+            One result per message, in order, once the transaction is durably
+            committed.
 
         Raises:
             StoreUnavailable: nothing of ``messages`` was committed.
@@ -282,7 +291,7 @@ class SQLiteStore:
             batch.done.wait()  # a leader already holds it in its transaction
         if batch.error is not None:
             raise batch.error
-        return batch.ids
+        return batch.results
 
     @contextlib.contextmanager
     def _transaction(
@@ -362,7 +371,7 @@ class SQLiteStore:
 
         try:
             with self._transaction(take) as conn:
-                ids = [[conn.execute(_INSERT, row).lastrowid or 0 for row in b.rows] for b in group]
+                results = [[_insert(conn, row) for row in b.rows] for b in group]
         except (sqlite3.OperationalError, StoreUnavailable) as exc:
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
             self._fail(group, error)
@@ -371,8 +380,8 @@ class SQLiteStore:
             # Our bug: fail every waiter the same way instead of leaving it hanging.
             self._fail(group, StoreUnavailable(f"write failed: {exc!r}"))
             raise
-        for b, batch_ids in zip(group, ids, strict=True):
-            b.ids = batch_ids
+        for b, batch_results in zip(group, results, strict=True):
+            b.results = batch_results
             b.done.set()
 
     def _fail(self, group: list[_Batch], error: StoreUnavailable) -> None:
@@ -459,6 +468,14 @@ def _reset_stores_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_stores_after_fork)
 
 
+def _insert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Stored:
+    inserted = conn.execute(_INSERT, row).fetchone()
+    if inserted is not None:
+        return Stored(inserted[0], False)
+    # A retry: the unique dedup_key already names the original.
+    return Stored(conn.execute(_ORIGINAL, (row[-1],)).fetchone()[0], True)
+
+
 def _row(message: Message) -> tuple[Any, ...]:
     return (
         message.callsign,
@@ -468,11 +485,12 @@ def _row(message: Message) -> tuple[Any, ...]:
         message.ip,
         json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
         message.time_received,
+        message.dedup_key,
     )
 
 
 def _message(row: tuple[Any, ...]) -> Message:
-    id_, callsign, type_, created, uploaded, ip, data, received = row
+    id_, callsign, type_, created, uploaded, ip, data, received, key = row
     return Message(
         callsign=callsign,
         type=type_,
@@ -482,4 +500,5 @@ def _message(row: tuple[Any, ...]) -> Message:
         ip=ip,
         time_received=received,
         id=id_,
+        dedup_key=key,
     )
