@@ -90,7 +90,13 @@ def start_gunicorn(
 
 
 def run_wrk(
-    wrk: str, url: str, args: argparse.Namespace, strings: Path, seconds: int
+    wrk: str,
+    url: str,
+    args: argparse.Namespace,
+    strings: Path,
+    seconds: int,
+    script: str = "post.lua",
+    path: str = "/message",
 ) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -103,10 +109,10 @@ def run_wrk(
             f"{seconds}s",
             "--latency",
             "-s",
-            str(BENCH / "post.lua"),
-            url + "/message",
+            str(BENCH / script),
+            url + path,
         ],
-        env={**os.environ, "BENCH_STRINGS": str(strings)},
+        env={**os.environ, "BENCH_STRINGS": str(strings), "BENCH_BATCH": str(args.batch)},
         capture_output=True,
         text=True,
         check=True,
@@ -124,13 +130,32 @@ def run_wrk(
     }
 
 
+def worker_rss_mb(master: int) -> float:
+    """The largest resident set of the master's worker processes, in MB."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        sizes.append(kb / 1024)
+    return max(sizes)
+
+
 def measure(
-    wrk: str, app: str, args: argparse.Namespace, env: dict[str, str], strings: Path
+    wrk: str,
+    app: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    strings: Path,
+    batches: bool = False,
 ) -> dict[str, float]:
     proc, url = start_gunicorn(app, args, env)
+    script, path = ("batch.lua", "/messages") if batches else ("post.lua", "/message")
     try:
-        run_wrk(wrk, url, args, strings, 2)  # warm-up
-        return run_wrk(wrk, url, args, strings, args.duration)
+        run_wrk(wrk, url, args, strings, 2, script, path)  # warm-up
+        result = run_wrk(wrk, url, args, strings, args.duration, script, path)
+        result["rss_mb"] = worker_rss_mb(proc.pid)
+        return result
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -146,6 +171,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--synchronous", default="FULL")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="messages per POST /messages in the batch run"
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
 
@@ -167,6 +195,15 @@ def main() -> None:
             strings,
         )
         null = measure(wrk, "bench.nullstore:app", args, {}, strings)
+        batch_db = Path(tmp) / "batch.db"
+        batched = measure(
+            wrk,
+            "wsgi:app",
+            args,
+            {"HABITAT_DB": f"sqlite:///{batch_db}", "HABITAT_SQLITE_SYNCHRONOUS": args.synchronous},
+            strings,
+            batches=True,
+        )
         with closing(sqlite3.connect(db)) as conn:
             stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
 
@@ -182,6 +219,15 @@ def main() -> None:
         f"  non-2xx {habitat['non2xx']:.0f}  rows stored {stored} (incl. warm-up)"
     )
     print(f"habitat_http, no store: {null['rps']:9.0f} req/s  p99 {null['p99_ms']:.2f} ms")
+    print(
+        f"habitat_http POST /messages x{args.batch}: {batched['rps'] * args.batch:9.0f} "
+        f"messages/s  p99 {batched['p99_ms']:.2f} ms per batch"
+    )
+    print(
+        f"worker RSS after the runs: single {habitat['rss_mb']:.0f} MB "
+        f"({habitat['requests']:.0f} messages), batch {batched['rss_mb']:.0f} MB "
+        f"({batched['requests'] * args.batch:.0f} messages)"
+    )
     print(f"ratio habitat_http / hello-world: {habitat['rps'] / hello['rps']:.2f}")
     print(f"ratio habitat_http without storage / hello-world: {null['rps'] / hello['rps']:.2f}")
 

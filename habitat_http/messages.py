@@ -438,7 +438,7 @@ def dedup_key(
     data: Mapping[str, Any],
     message_id: str | None = None,
 ) -> str:
-    """The key under which the store keeps one copy of a message (sha256, hex).
+    """The key under which the store keeps one copy of a message (32 hex digits).
 
     A retried upload is the same callsign, type, data and time_created as the
     client sent it (before clock correction); its time_uploaded changes between
@@ -450,4 +450,5 @@ def dedup_key(
     else:
         material = ["content", callsign, type_, time_created, data]
     text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # 128 bits of sha256 keep the store's unique index small; collisions stay negligible.
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

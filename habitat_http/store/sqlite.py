@@ -83,7 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
         ON listener_telemetry (callsign, time_created, source_message);
     """,
     """
-    ALTER TABLE messages ADD COLUMN dedup_key TEXT;
+    ALTER TABLE messages ADD COLUMN dedup_key BLOB;
     CREATE UNIQUE INDEX messages_dedup_key ON messages (dedup_key);
     """,
 )
@@ -91,9 +91,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _INSERT = (
     "INSERT INTO messages (callsign, type, time_created, time_uploaded, ip, data, time_received,"
-    " dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+    " dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_ORIGINAL = "SELECT id FROM messages WHERE dedup_key = ?"
+_LOOKUP_CHUNK = 500  # well under SQLite's limit on bound parameters
 _SELECT = (
     "SELECT id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
     " FROM messages WHERE id > ? ORDER BY id LIMIT ?"
@@ -170,6 +170,9 @@ class SQLiteStore:
         )
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # Checkpoint every ~40 MB of WAL rather than 4 MB: hot pages (the tail of
+        # the table, the dedup index) are copied back once instead of many times.
+        conn.execute("PRAGMA wal_autocheckpoint = 10000")
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -371,7 +374,11 @@ class SQLiteStore:
 
         try:
             with self._transaction(take) as conn:
-                results = [[_insert(conn, row) for row in b.rows] for b in group]
+                flat = _insert_all(conn, [row for b in group for row in b.rows])
+                results, start = [], 0
+                for b in group:
+                    results.append(flat[start : start + len(b.rows)])
+                    start += len(b.rows)
         except (sqlite3.OperationalError, StoreUnavailable) as exc:
             error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
             self._fail(group, error)
@@ -468,12 +475,43 @@ def _reset_stores_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_stores_after_fork)
 
 
-def _insert(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Stored:
-    inserted = conn.execute(_INSERT, row).fetchone()
-    if inserted is not None:
-        return Stored(inserted[0], False)
-    # A retry: the unique dedup_key already names the original.
-    return Stored(conn.execute(_ORIGINAL, (row[-1],)).fetchone()[0], True)
+def _insert_all(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[Stored]:
+    """Insert the rows that are not retries, in one executemany; call in a write
+    transaction. A row whose dedup_key is stored already, or came earlier in
+    ``rows``, is a duplicate of that message."""
+    keys = [row[-1] for row in rows if row[-1] is not None]
+    existing: dict[bytes, int] = {}
+    for i in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[i : i + _LOOKUP_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        existing.update(
+            conn.execute(f"SELECT dedup_key, id FROM messages WHERE dedup_key IN ({marks})", chunk)
+        )
+    first_in_batch: dict[bytes, int] = {}
+    fresh: list[int] = []  # positions of the rows to insert
+    for pos, row in enumerate(rows):
+        key = row[-1]
+        if key is None or (key not in existing and key not in first_in_batch):
+            fresh.append(pos)
+            if key is not None:
+                first_in_batch[key] = pos
+    ids: dict[int, int] = {}
+    if fresh:
+        conn.executemany(_INSERT, [rows[pos] for pos in fresh])
+        # Under the write lock, without AUTOINCREMENT, each row gets max(id) + 1:
+        # the new ids are consecutive and end at last_insert_rowid().
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        ids = {pos: last - len(fresh) + 1 + n for n, pos in enumerate(fresh)}
+    results = []
+    for pos, row in enumerate(rows):
+        key = row[-1]
+        if pos in ids:
+            results.append(Stored(ids[pos], False))
+        elif key in existing:
+            results.append(Stored(existing[key], True))
+        else:
+            results.append(Stored(ids[first_in_batch[key]], True))
+    return results
 
 
 def _row(message: Message) -> tuple[Any, ...]:
@@ -485,7 +523,7 @@ def _row(message: Message) -> tuple[Any, ...]:
         message.ip,
         json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
         message.time_received,
-        message.dedup_key,
+        None if message.dedup_key is None else bytes.fromhex(message.dedup_key),
     )
 
 
@@ -500,5 +538,5 @@ def _message(row: tuple[Any, ...]) -> Message:
         ip=ip,
         time_received=received,
         id=id_,
-        dedup_key=key,
+        dedup_key=None if key is None else key.hex(),
     )
