@@ -1,10 +1,12 @@
 """The message server: delivers every stored message to the sinks that want it.
 
-Delivery is at least once, in id order, with a durable checkpoint per sink:
+Delivery is at least once, in commit order, with a durable checkpoint per sink:
 
-- a sink's checkpoint is the id of the last message it has taken, and moves only
-  after the sink's ``flush()``; a restart resumes there, and a crash in the middle
-  of a batch delivers that batch again, never skipping a message;
+- a sink's checkpoint is the position (see :class:`habitat_http.store.Position`)
+  of the last message it has taken, and moves only after the sink's ``flush()``;
+  a restart resumes there, and a crash in the middle of a batch delivers that
+  batch again, never skipping a message. Positions, not ids, because on
+  PostgreSQL concurrent transactions commit out of id order;
 - a failing sink keeps its checkpoint just before the message it failed on and
   is retried with exponential backoff; the other sinks go on meanwhile; its lag
   and last error are kept in the database for ``habitat-http status``;
@@ -27,7 +29,7 @@ from typing import Any
 from .config import ServerConfig
 from .messages import Message
 from .sinks import DeliveryError, Sink, SinkContext, deliver, load
-from .store import CheckpointStore, StoreError
+from .store import START, CheckpointStore, Position, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 class _SinkState:
     name: str
     sink: Sink
-    checkpoint: int
+    checkpoint: Position
     failures: int = 0
     retry_at: float = 0.0
 
@@ -61,17 +63,17 @@ class MessageServer:
         self.store = store
         self.config = config or ServerConfig()
         self.clock = clock
-        self._sinks = [_SinkState(name, sink, 0) for name, sink in sinks]
+        self._sinks = [_SinkState(name, sink, START) for name, sink in sinks]
 
     def start(self) -> None:
         """Load the checkpoints and set the sinks up."""
         saved = self.store.checkpoints()
         for state in self._sinks:
-            state.checkpoint = saved[state.name].last_id if state.name in saved else 0
+            state.checkpoint = saved[state.name].position if state.name in saved else START
             if state.name not in saved:
-                self.store.save_checkpoint(state.name, 0, self.clock())
+                self.store.save_checkpoint(state.name, START, self.clock())
             state.sink.setup()
-            log.info("sink %s starts after message %d", state.name, state.checkpoint)
+            log.info("sink %s starts after %s", state.name, state.checkpoint)
 
     def step(self, stop: threading.Event | None = None) -> bool:
         """Offer one batch to every sink that is not waiting to retry.
@@ -80,14 +82,14 @@ class MessageServer:
             Whether any sink moved its checkpoint (so there may be more to do).
         """
         progressed = False
-        batches: dict[int, list[Message]] = {}
+        batches: dict[Position, list[tuple[Position, Message]]] = {}
         for state in self._sinks:
             if stop is not None and stop.is_set():
                 break
             if self.clock() < state.retry_at:
                 continue
             if state.checkpoint not in batches:
-                batches[state.checkpoint] = self.store.read_after(
+                batches[state.checkpoint] = self.store.deliverable(
                     state.checkpoint, self.config.batch_size
                 )
             batch = batches[state.checkpoint]
@@ -95,36 +97,35 @@ class MessageServer:
                 progressed |= self._offer(state, batch)
         return progressed
 
-    def _offer(self, state: _SinkState, batch: list[Message]) -> bool:
-        wanted = [m for m in batch if m.type in state.sink.types]
+    def _offer(self, state: _SinkState, batch: list[tuple[Position, Message]]) -> bool:
+        wanted = [i for i, (_, m) in enumerate(batch) if m.type in state.sink.types]
         try:
             if wanted:
-                deliver(state.sink, wanted)
+                deliver(state.sink, [batch[i][1] for i in wanted])
             state.sink.flush()
         except DeliveryError as exc:
-            self._failed(state, exc.cause, wanted[exc.delivered])
+            failed_at = wanted[exc.delivered]
+            before = batch[failed_at - 1][0] if failed_at else None
+            self._failed(state, exc.cause, before)
             return False
         except Exception as exc:  # noqa: BLE001  a third-party sink's flush may raise anything
             self._failed(state, exc, None)
             return False
-        assert batch[-1].id is not None
-        self._advance(state, batch[-1].id)
+        self._advance(state, batch[-1][0])
         state.failures = 0
         return True
 
-    def _advance(self, state: _SinkState, last_id: int) -> None:
-        self.store.save_checkpoint(state.name, last_id, self.clock())
-        state.checkpoint = last_id
+    def _advance(self, state: _SinkState, position: Position) -> None:
+        self.store.save_checkpoint(state.name, position, self.clock())
+        state.checkpoint = position
 
-    def _failed(self, state: _SinkState, error: Exception, failed: Message | None) -> None:
-        if failed is not None:
-            assert failed.id is not None
-            # Everything before the failed message was taken: keep it. The sink
-            # may still need its flush for that part.
+    def _failed(self, state: _SinkState, error: Exception, taken: Position | None) -> None:
+        if taken is not None:
+            # Everything up to the message before the failed one was taken: keep
+            # it. The sink may still need its flush for that part.
             try:
                 state.sink.flush()
-                if failed.id - 1 > state.checkpoint:
-                    self._advance(state, failed.id - 1)
+                self._advance(state, taken)
             except Exception:
                 log.exception("sink %s failed to flush after an error", state.name)
         state.failures += 1
@@ -181,11 +182,12 @@ def status(store: CheckpointStore, now: float) -> list[dict[str, Any]]:
     """
     rows = []
     for cp in store.checkpoints().values():
-        count, oldest = store.backlog(cp.last_id)
+        count, oldest = store.backlog(cp.position)
         rows.append(
             {
                 "sink": cp.sink,
-                "checkpoint": cp.last_id,
+                "checkpoint": cp.position.id,
+                "position": list(cp.position),
                 "lag_messages": count,
                 "lag_seconds": round(max(0.0, now - oldest), 1) if oldest is not None else 0.0,
                 "failures": cp.failures,

@@ -110,7 +110,7 @@ def test_one_at_a_time_sink_keeps_its_place_before_the_failed_message(tmp_path: 
     server.step()
     one = sink_examples.MADE["one"]
     assert one.received == ids[:5]
-    assert store.checkpoints()["one"].last_id == 5
+    assert store.checkpoints()["one"].position.id == 5
     drain(server, clock)
     assert one.received == ids  # 6 retried after backoff, nothing twice
     store.close()

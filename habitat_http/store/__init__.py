@@ -13,6 +13,34 @@ from ..config import ConfigError
 from ..messages import Message
 
 
+class Position(NamedTuple):
+    """Where a message sits in the order the message server delivers in.
+
+    Positions only grow: every message committed later gets a greater one, so a
+    reader that pages by position never skips a row. SQLite commits in id order,
+    so its positions are ``(0, id)``. PostgreSQL commits concurrent transactions
+    out of id order, so its positions are ``(transaction id, id)``, read only
+    below the oldest transaction still running (see store/postgres.py).
+    """
+
+    tx: int
+    id: int
+
+
+START = Position(0, 0)
+
+
+class Checkpoint(NamedTuple):
+    """Where a sink stands, and its last failure (times in UNIX seconds)."""
+
+    sink: str
+    position: Position
+    updated: float
+    last_error: str | None
+    last_error_time: float | None
+    failures: int
+
+
 class Stored(NamedTuple):
     """What became of a message given to :meth:`Store.put`.
 
@@ -80,20 +108,31 @@ class Store(Protocol):
 class CheckpointStore(Store, Protocol):
     """A Store that also keeps the message server's per-sink checkpoints."""
 
-    def checkpoints(self) -> dict[str, Any]:
-        """Every sink's Checkpoint (last_id, updated, last_error, ...), by sink name."""
+    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, Message]]:
+        """The next messages to deliver after ``after``, in position order.
+
+        Gap-free: a message not returned now because it is not yet committed
+        will have a position greater than any returned.
+        """
         ...
 
-    def save_checkpoint(self, sink: str, last_id: int, now: float) -> None:
-        """Durably record that ``sink`` took every message up to ``last_id``."""
+    def checkpoints(self) -> dict[str, Checkpoint]:
+        """Every sink's Checkpoint, by sink name."""
+        ...
+
+    def save_checkpoint(self, sink: str, position: Position, now: float) -> None:
+        """Durably record that ``sink`` took every message up to ``position``.
+
+        A checkpoint never moves back (two servers may run the same sink).
+        """
         ...
 
     def record_failure(self, sink: str, error: str, now: float) -> None:
         """Record that ``sink`` failed with ``error`` at ``now`` (UNIX seconds)."""
         ...
 
-    def backlog(self, after: int) -> tuple[int, float | None]:
-        """How many messages have ``id > after``, and when the oldest was received."""
+    def backlog(self, after: Position) -> tuple[int, float | None]:
+        """How many messages come after ``after``, and when the oldest was received."""
         ...
 
 

@@ -25,10 +25,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from ..messages import Message
-from . import SchemaTooNew, Stored, StoreUnavailable
+from . import Checkpoint, Position, SchemaTooNew, Stored, StoreUnavailable
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -98,20 +98,6 @@ _SELECT = (
     "SELECT id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
     " FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 )
-
-
-class Checkpoint(NamedTuple):
-    """Where a sink stands: the last message id it processed, and its last failure.
-
-    Times are seconds since the UNIX epoch.
-    """
-
-    sink: str
-    last_id: int
-    updated: float
-    last_error: str | None
-    last_error_time: float | None
-    failures: int
 
 
 class _Batch:
@@ -411,6 +397,11 @@ class SQLiteStore:
 
     # -- checkpoints of the message server -------------------------------------
 
+    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, Message]]:
+        """Messages after ``after`` in id order; SQLite commits in id order, so
+        paging by id never skips a row (see the Store protocol)."""
+        return [(Position(0, m.id or 0), m) for m in self.read_after(after.id, limit)]
+
     def checkpoints(self) -> dict[str, Checkpoint]:
         """Every sink's checkpoint, by sink name."""
         with self.read() as conn:
@@ -418,20 +409,24 @@ class SQLiteStore:
                 "SELECT sink, last_id, updated, last_error, last_error_time, failures"
                 " FROM sink_checkpoints ORDER BY sink"
             ).fetchall()
-        return {row[0]: Checkpoint(*row) for row in rows}
+        return {
+            sink: Checkpoint(sink, Position(0, last_id), updated, error, error_time, failures)
+            for sink, last_id, updated, error, error_time, failures in rows
+        }
 
-    def save_checkpoint(self, sink: str, last_id: int, now: float) -> None:
-        """Durably record that ``sink`` has processed every message up to ``last_id``.
+    def save_checkpoint(self, sink: str, position: Position, now: float) -> None:
+        """Durably record that ``sink`` has processed every message up to ``position``.
 
-        Clears the sink's last error.
+        Clears the sink's last error. Never moves a checkpoint back.
         """
         with self.write() as conn:
             conn.execute(
                 "INSERT INTO sink_checkpoints (sink, last_id, updated, failures)"
-                " VALUES (?, ?, ?, 0) ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id,"
+                " VALUES (?, ?, ?, 0) ON CONFLICT (sink) DO UPDATE SET"
+                " last_id = max(last_id, excluded.last_id),"
                 " updated = excluded.updated, last_error = NULL, last_error_time = NULL,"
                 " failures = 0",
-                (sink, last_id, now),
+                (sink, position.id, now),
             )
 
     def record_failure(self, sink: str, error: str, now: float) -> None:
@@ -445,12 +440,12 @@ class SQLiteStore:
                 (sink, now, error, now),
             )
 
-    def backlog(self, after: int) -> tuple[int, float | None]:
-        """How many messages have ``id > after``, and when the oldest was received
+    def backlog(self, after: Position) -> tuple[int, float | None]:
+        """How many messages come after ``after``, and when the oldest was received
         (seconds since the UNIX epoch; None when there is none)."""
         with self.read() as conn:
             count, oldest = conn.execute(
-                "SELECT count(*), min(time_received) FROM messages WHERE id > ?", (after,)
+                "SELECT count(*), min(time_received) FROM messages WHERE id > ?", (after.id,)
             ).fetchone()
         return int(count), oldest
 
