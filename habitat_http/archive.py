@@ -20,9 +20,9 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from .messages import Message
+from .messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, Message
 
 PAYLOAD_TELEMETRY: Final = "payload_telemetry"
 LISTENER_INFORMATION: Final = "listener_information"
@@ -96,3 +96,89 @@ def payload_document(
             [r["time_created"] for r in receivers.values()]
         ),
     }
+
+
+class ArchiveTx(Protocol):
+    """The reads and writes :func:`apply` needs, inside one database transaction.
+
+    Each backend implements it over its own SQL; ``table`` is
+    ``listener_information`` or ``listener_telemetry``.
+    """
+
+    def listener_applied(self, table: str, message_id: int) -> bool:
+        """Whether the message already made (or was folded into) a document."""
+        ...
+
+    def latest_information_data(self, callsign: str, before_message: int) -> str | None:
+        """Canonical JSON data of the callsign's latest listener_information version
+        made by a message with a smaller id, or None."""
+        ...
+
+    def latest_listener_id(
+        self, table: str, callsign: str, time_created: int, before_message: int
+    ) -> str | None:
+        """The callsign's latest document at or before ``time_created``, among those
+        made by messages with a smaller id."""
+        ...
+
+    def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:
+        """Add a listener document made by ``message``; ``data`` is canonical JSON."""
+        ...
+
+    def payload_receivers(self, doc_id: str) -> dict[str, Any] | None:
+        """The receivers of a payload_telemetry document, or None if there is none."""
+        ...
+
+    def save_payload(
+        self, doc_id: str, raw: str, receivers: dict[str, Any], estimate: int, first_message: int
+    ) -> None:
+        """Create or update a payload_telemetry document."""
+        ...
+
+
+_LISTENER_TABLES: Final = {LISTENER_INFO: LISTENER_INFORMATION, LISTENER_TELEM: LISTENER_TELEMETRY}
+
+
+def apply(tx: ArchiveTx, batch: Sequence[Message]) -> None:
+    """Merge stored messages (in delivery order) into the documents; idempotent.
+
+    Raises whatever ``tx`` raises; the caller rolls the transaction back.
+    """
+    for message in batch:
+        assert message.id is not None, "only stored messages are archived"
+        if message.type == RECEIVED_TELEM:
+            _merge_telemetry(tx, message, message.id)
+        elif message.type in _LISTENER_TABLES:
+            _add_listener(tx, _LISTENER_TABLES[message.type], message, message.id)
+
+
+def _add_listener(tx: ArchiveTx, table: str, message: Message, message_id: int) -> None:
+    if tx.listener_applied(table, message_id):
+        return
+    data = canonical_json(message.data)
+    if table == LISTENER_INFORMATION and (
+        tx.latest_information_data(message.callsign, message_id) == data
+    ):
+        return  # unchanged: no new version
+    tx.insert_listener(table, listener_doc_id(table, message), message, data)
+
+
+def _merge_telemetry(tx: ArchiveTx, message: Message, message_id: int) -> None:
+    raw = message.data["string"]
+    doc_id = payload_id(raw)
+    receivers = tx.payload_receivers(doc_id)
+    if receivers is None:
+        receivers = {}
+    elif message.callsign in receivers:
+        return  # first report of a receiver wins; also makes re-delivery harmless
+    receivers[message.callsign] = receiver_entry(
+        message,
+        tx.latest_listener_id(
+            LISTENER_INFORMATION, message.callsign, message.time_created, message_id
+        ),
+        tx.latest_listener_id(
+            LISTENER_TELEMETRY, message.callsign, message.time_created, message_id
+        ),
+    )
+    estimate = estimate_time_created([r["time_created"] for r in receivers.values()])
+    tx.save_payload(doc_id, raw, receivers, estimate, message_id)

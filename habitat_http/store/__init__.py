@@ -120,6 +120,14 @@ class CheckpointStore(Store, Protocol):
         """Every sink's Checkpoint, by sink name."""
         ...
 
+    def initialize(self, at_startup: bool = True) -> None:
+        """Apply pending schema migrations; ``at_startup=False`` for init-db.
+
+        Raises:
+            SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        ...
+
     def save_checkpoint(self, sink: str, position: Position, now: float) -> None:
         """Durably record that ``sink`` took every message up to ``position``.
 
@@ -140,7 +148,8 @@ def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> 
     """The store for a ``HABITAT_DB`` URL.
 
     Args:
-        url: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+        url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or
+            ``postgresql://user@host/dbname`` (libpq URL).
         synchronous: SQLite ``PRAGMA synchronous`` level.
         timeout: seconds to wait for a locked database before StoreUnavailable.
 
@@ -151,7 +160,11 @@ def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> 
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous, timeout=timeout)
-    raise ConfigError(f"HABITAT_DB must be a sqlite:/// URL, not {url!r}.")
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, timeout=timeout)
+    raise ConfigError(f"HABITAT_DB must be a sqlite:/// or postgresql:// URL, not {url!r}.")
 
 
 def open_archive(url: str, *, timeout: float = 5.0) -> Archive:
@@ -162,10 +175,16 @@ def open_archive(url: str, *, timeout: float = 5.0) -> Archive:
     """
     store = open_store(url, timeout=timeout)
     from .sqlite import SQLiteStore
-    from .sqlite_archive import SQLiteArchive
 
-    assert isinstance(store, SQLiteStore)
-    return SQLiteArchive(store)
+    if isinstance(store, SQLiteStore):
+        from .sqlite_archive import SQLiteArchive
+
+        return SQLiteArchive(store)
+    from .postgres import PostgresStore
+    from .postgres_archive import PostgresArchive
+
+    assert isinstance(store, PostgresStore)
+    return PostgresArchive(store)
 
 
 class Archive(Protocol):

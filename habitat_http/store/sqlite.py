@@ -28,11 +28,14 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ..messages import Message
-from . import Checkpoint, Position, SchemaTooNew, Stored, StoreUnavailable
+from . import Checkpoint, Position, Stored, StoreUnavailable
+from .migrations import Migration, pending
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
-MIGRATIONS: tuple[str, ...] = (
-    """
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    Migration(sql)
+    for sql in (
+        """
     CREATE TABLE messages (
         id            INTEGER PRIMARY KEY,
         callsign      TEXT    NOT NULL,
@@ -44,7 +47,7 @@ MIGRATIONS: tuple[str, ...] = (
         time_received REAL    NOT NULL
     );
     """,
-    """
+        """
     CREATE TABLE sink_checkpoints (
         sink            TEXT    PRIMARY KEY,
         last_id         INTEGER NOT NULL,
@@ -82,10 +85,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX listener_telemetry_latest
         ON listener_telemetry (callsign, time_created, source_message);
     """,
-    """
+        """
     ALTER TABLE messages ADD COLUMN dedup_key BLOB;
     CREATE UNIQUE INDEX messages_dedup_key ON messages (dedup_key);
     """,
+    )
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -204,11 +208,16 @@ class SQLiteStore:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.0005)
 
-    def initialize(self) -> None:
+    def initialize(self, at_startup: bool = True) -> None:
         """Switch the file to WAL and apply pending migrations, once, across processes.
+
+        Args:
+            at_startup: False for ``habitat-http init-db``, which may also apply
+                migrations that are unsafe while the database is in use.
 
         Raises:
             SchemaTooNew: the file was migrated by a newer habitat_http.
+            MigrationNeeded: at start-up, a pending migration needs init-db.
             StoreUnavailable: the file cannot be opened or locked.
         """
         try:
@@ -218,25 +227,19 @@ class SQLiteStore:
                 try:
                     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         conn.execute("PRAGMA journal_mode = WAL")
-                    self._migrate(conn)
+                    self._migrate(conn, at_startup)
                 finally:
                     conn.close()
         except (sqlite3.OperationalError, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection, at_startup: bool = True) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"{self.path} has schema version {version}, but this habitat_http "
-                    f"knows only up to {SCHEMA_VERSION}; upgrade habitat_http."
-                )
-            for script in MIGRATIONS[version:]:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+            for migration in pending(self.path, version, MIGRATIONS, at_startup):
+                for statement in migration.statements():
+                    conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")

@@ -14,13 +14,68 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import archive
-from ..messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, Message
+from ..messages import Message
 from .sqlite import SQLiteStore
 
-_LISTENER_TABLES = {
-    LISTENER_INFO: archive.LISTENER_INFORMATION,
-    LISTENER_TELEM: archive.LISTENER_TELEMETRY,
-}
+
+class _SQLiteArchiveTx:
+    """:class:`habitat_http.archive.ArchiveTx` on one SQLite write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def listener_applied(self, table: str, message_id: int) -> bool:
+        sql = f"SELECT 1 FROM {table} WHERE source_message = ?"
+        return self.conn.execute(sql, (message_id,)).fetchone() is not None
+
+    def latest_information_data(self, callsign: str, before_message: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT data FROM listener_information WHERE callsign = ? AND source_message < ?"
+            " ORDER BY time_created DESC, source_message DESC LIMIT 1",
+            (callsign, before_message),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def latest_listener_id(
+        self, table: str, callsign: str, time_created: int, before_message: int
+    ) -> str | None:
+        row = self.conn.execute(
+            f"SELECT id FROM {table} WHERE callsign = ? AND time_created <= ?"
+            " AND source_message < ? ORDER BY time_created DESC, source_message DESC LIMIT 1",
+            (callsign, time_created, before_message),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:
+        self.conn.execute(
+            f"INSERT OR IGNORE INTO {table} (id, callsign, time_created, time_uploaded, data,"
+            " source_message) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                doc_id,
+                message.callsign,
+                message.time_created,
+                message.time_uploaded,
+                data,
+                message.id,
+            ),
+        )
+
+    def payload_receivers(self, doc_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT receivers FROM payload_telemetry WHERE id = ?", (doc_id,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def save_payload(
+        self, doc_id: str, raw: str, receivers: dict[str, Any], estimate: int, first_message: int
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO payload_telemetry (id, raw, receivers, estimated_time_created,"
+            " first_message) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " receivers = excluded.receivers,"
+            " estimated_time_created = excluded.estimated_time_created",
+            (doc_id, raw, archive.canonical_json(receivers), estimate, first_message),
+        )
 
 
 class SQLiteArchive:
@@ -42,71 +97,7 @@ class SQLiteArchive:
             StoreUnavailable: nothing of the batch was applied.
         """
         with self.store.write() as conn:
-            for message in batch:
-                if message.type == RECEIVED_TELEM:
-                    self._merge_telemetry(conn, message)
-                elif message.type in _LISTENER_TABLES:
-                    self._add_listener(conn, _LISTENER_TABLES[message.type], message)
-
-    def _add_listener(self, conn: sqlite3.Connection, table: str, message: Message) -> None:
-        assert message.id is not None
-        if conn.execute(
-            f"SELECT 1 FROM {table} WHERE source_message = ?", (message.id,)
-        ).fetchone():
-            return  # applied before
-        data = archive.canonical_json(message.data)
-        if table == archive.LISTENER_INFORMATION:
-            latest = conn.execute(
-                "SELECT data FROM listener_information WHERE callsign = ? AND source_message < ?"
-                " ORDER BY time_created DESC, source_message DESC LIMIT 1",
-                (message.callsign, message.id),
-            ).fetchone()
-            if latest is not None and latest[0] == data:
-                return  # unchanged: no new version
-        conn.execute(
-            f"INSERT OR IGNORE INTO {table} (id, callsign, time_created, time_uploaded, data,"
-            " source_message) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                archive.listener_doc_id(table, message),
-                message.callsign,
-                message.time_created,
-                message.time_uploaded,
-                data,
-                message.id,
-            ),
-        )
-
-    def _latest(self, conn: sqlite3.Connection, table: str, message: Message) -> str | None:
-        row = conn.execute(
-            f"SELECT id FROM {table} WHERE callsign = ? AND time_created <= ?"
-            " AND source_message < ? ORDER BY time_created DESC, source_message DESC LIMIT 1",
-            (message.callsign, message.time_created, message.id),
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def _merge_telemetry(self, conn: sqlite3.Connection, message: Message) -> None:
-        assert message.id is not None
-        raw = message.data["string"]
-        doc_id = archive.payload_id(raw)
-        row = conn.execute(
-            "SELECT receivers FROM payload_telemetry WHERE id = ?", (doc_id,)
-        ).fetchone()
-        receivers: dict[str, Any] = {} if row is None else json.loads(row[0])
-        if message.callsign in receivers:
-            return  # first report of a receiver wins; also makes re-delivery harmless
-        receivers[message.callsign] = archive.receiver_entry(
-            message,
-            self._latest(conn, archive.LISTENER_INFORMATION, message),
-            self._latest(conn, archive.LISTENER_TELEMETRY, message),
-        )
-        estimate = archive.estimate_time_created([r["time_created"] for r in receivers.values()])
-        conn.execute(
-            "INSERT INTO payload_telemetry (id, raw, receivers, estimated_time_created,"
-            " first_message) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-            " receivers = excluded.receivers,"
-            " estimated_time_created = excluded.estimated_time_created",
-            (doc_id, raw, archive.canonical_json(receivers), estimate, message.id),
-        )
+            archive.apply(_SQLiteArchiveTx(conn), batch)
 
     def close(self) -> None:
         """Release this process's connection."""

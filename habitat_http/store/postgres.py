@@ -1,0 +1,357 @@
+"""The PostgreSQL store (psycopg 3, psycopg_pool), for several gateway hosts and
+message servers sharing one database.
+
+Gap-free delivery. Concurrent transactions take ids from the sequence in one
+order and commit in another, so a reader paging by ``id > last_seen`` would skip
+a row whose transaction commits after a later id was read. Each row therefore
+records the id of the transaction that wrote it (``tx``, from
+``pg_current_xact_id()``), and the message server reads in ``(tx, id)`` order
+only below ``pg_snapshot_xmin(pg_current_snapshot())``: every transaction older
+than that xmin has committed or aborted, so no row can later appear below the
+reader's position. This needs no per-sink rows at insert time (unlike an outbox),
+so sinks can be added without touching the gateway, and several message servers
+can read the same log. The cost: one long-running transaction anywhere in the
+PostgreSQL cluster holds delivery back until it ends.
+
+Durability: a commit with ``synchronous_commit`` on (PostgreSQL's default) is
+flushed to the WAL before it returns; PostgreSQL groups concurrent commits into
+one flush itself.
+
+Connections come from a pool created lazily in each process, so gunicorn forks
+before any connection exists. A database that cannot be reached within
+``timeout`` seconds gives StoreUnavailable (503) and the pool reconnects by
+itself when it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..messages import Message
+from . import Checkpoint, Position, Stored, StoreUnavailable
+from .migrations import Migration, pending
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        """
+        CREATE TABLE messages (
+            id            BIGSERIAL PRIMARY KEY,
+            callsign      TEXT             NOT NULL,
+            type          TEXT             NOT NULL,
+            time_created  BIGINT           NOT NULL,
+            time_uploaded BIGINT           NOT NULL,
+            ip            TEXT,
+            data          JSONB            NOT NULL,
+            time_received DOUBLE PRECISION NOT NULL,
+            dedup_key     BYTEA            UNIQUE,
+            tx            XID8             NOT NULL DEFAULT pg_current_xact_id()
+        );
+        CREATE INDEX messages_position ON messages (tx, id);
+        CREATE TABLE sink_checkpoints (
+            sink            TEXT             PRIMARY KEY,
+            last_tx         BIGINT           NOT NULL,
+            last_id         BIGINT           NOT NULL,
+            updated         DOUBLE PRECISION NOT NULL,
+            last_error      TEXT,
+            last_error_time DOUBLE PRECISION,
+            failures        INTEGER          NOT NULL DEFAULT 0
+        );
+        CREATE TABLE payload_telemetry (
+            id                     TEXT   PRIMARY KEY,
+            raw                    TEXT   NOT NULL,
+            receivers              JSONB  NOT NULL,
+            estimated_time_created BIGINT NOT NULL,
+            first_message          BIGINT NOT NULL
+        );
+        CREATE INDEX payload_telemetry_first ON payload_telemetry (first_message);
+        CREATE TABLE listener_information (
+            id             TEXT   PRIMARY KEY,
+            callsign       TEXT   NOT NULL,
+            time_created   BIGINT NOT NULL,
+            time_uploaded  BIGINT NOT NULL,
+            data           JSONB  NOT NULL,
+            source_message BIGINT NOT NULL UNIQUE
+        );
+        CREATE INDEX listener_information_latest
+            ON listener_information (callsign, time_created, source_message);
+        CREATE TABLE listener_telemetry (
+            id             TEXT   PRIMARY KEY,
+            callsign       TEXT   NOT NULL,
+            time_created   BIGINT NOT NULL,
+            time_uploaded  BIGINT NOT NULL,
+            data           JSONB  NOT NULL,
+            source_message BIGINT NOT NULL UNIQUE
+        );
+        CREATE INDEX listener_telemetry_latest
+            ON listener_telemetry (callsign, time_created, source_message);
+        """
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+#: pg_advisory_xact_lock key that serialises migrations across hosts.
+_MIGRATION_LOCK = 0x48414249  # "HABI"
+
+_COLUMNS = "id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
+_INSERT = (
+    "INSERT INTO messages (callsign, type, time_created, time_uploaded, ip, data,"
+    " time_received, dedup_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+)
+
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+class PostgresStore:
+    """Messages, checkpoints and archive tables in a PostgreSQL database.
+
+    Args:
+        url: a libpq URL, e.g. ``postgresql://habitat@db.example.org/habitat``.
+        timeout: seconds to wait for a connection (and for a statement) before
+            StoreUnavailable.
+        pool_size: the most connections this process opens.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, pool_size: int = 10) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({psycopg.conninfo.conninfo_to_dict(self.url).get('dbname')!r})"
+
+    # -- connections ---------------------------------------------------------
+
+    def _get_pool(self) -> ConnectionPool:
+        if self._pool is not None and self._pid == os.getpid():
+            return self._pool
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                # After a fork the parent's pool is not ours: start afresh.
+                self.initialize()
+                ms = int(self.timeout * 1000)
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.timeout,
+                    open=False,
+                    check=ConnectionPool.check_connection,
+                    kwargs={
+                        "connect_timeout": max(1, round(self.timeout)),
+                        "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+                    },
+                    name="habitat_http",
+                )
+                self._pool.open(wait=False)
+                self._pid = os.getpid()
+        return self._pool
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction (committed on a clean exit).
+
+        Raises:
+            StoreUnavailable: no connection within the timeout, or it broke.
+        """
+        try:
+            with self._get_pool().connection() as conn, conn.transaction():
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    def initialize(self, at_startup: bool = True) -> None:
+        """Apply pending migrations (under an advisory lock shared by all hosts).
+
+        Raises:
+            SchemaTooNew: the database was migrated by a newer habitat_http.
+            MigrationNeeded: at start-up, a pending migration needs init-db.
+            StoreUnavailable: the database cannot be reached within the timeout.
+        """
+        try:
+            with (
+                psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout))) as conn,
+                conn.transaction(),
+            ):
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS habitat_schema (version INTEGER NOT NULL)")
+                row = conn.execute("SELECT version FROM habitat_schema").fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO habitat_schema VALUES (0)")
+                version = 0 if row is None else int(row[0])
+                for migration in pending(repr(self), version, MIGRATIONS, at_startup):
+                    for statement in migration.statements():
+                        conn.execute(statement)
+                conn.execute(
+                    "UPDATE habitat_schema SET version = %s", (max(version, SCHEMA_VERSION),)
+                )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+
+    # -- Store protocol ------------------------------------------------------
+
+    def put(self, message: Message) -> Stored:
+        """Commit one message; see :meth:`habitat_http.store.Store.put`."""
+        return self.put_many([message])[0]
+
+    def put_many(self, messages: list[Message]) -> list[Stored]:
+        """Commit ``messages`` in one transaction; a retry names its original.
+
+        A concurrent insert of the same dedup_key waits on the unique index and
+        then finds the original, so retries through different hosts are stored once.
+
+        Raises:
+            StoreUnavailable: none of them was committed.
+        """
+        rows = [_row(m) for m in messages]
+        results: list[Stored | None] = [None] * len(rows)
+        first: dict[bytes, int] = {}
+        fresh: list[int] = []
+        for pos, row in enumerate(rows):
+            key = row[-1]
+            if key is not None and key in first:
+                continue  # repeated within this batch: resolved below
+            if key is not None:
+                first[key] = pos
+            fresh.append(pos)
+        with self.transaction() as conn, conn.cursor() as cur:
+            cur.executemany(_INSERT, [rows[pos] for pos in fresh], returning=True)
+            retries: list[int] = []
+            for pos in fresh:
+                inserted = cur.fetchone()
+                if inserted is not None:
+                    results[pos] = Stored(int(inserted[0]), False)
+                else:
+                    retries.append(pos)
+                cur.nextset()
+            if retries:
+                keys = [rows[pos][-1] for pos in retries]
+                cur.execute("SELECT dedup_key, id FROM messages WHERE dedup_key = ANY(%s)", (keys,))
+                original = {bytes(k): int(i) for k, i in cur.fetchall()}
+                for pos in retries:
+                    results[pos] = Stored(original[rows[pos][-1]], True)
+        for pos, row in enumerate(rows):
+            if results[pos] is None:
+                earlier = results[first[row[-1]]]
+                assert earlier is not None
+                results[pos] = Stored(earlier.id, True)
+        return [r for r in results if r is not None]
+
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+        """Committed messages with ``id > after`` in id order (for listing; the
+        message server uses :meth:`deliverable`)."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE id > %s ORDER BY id LIMIT %s",
+                (after, limit),
+            ).fetchall()
+        return [_message(row) for row in rows]
+
+    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, Message]]:
+        """The next messages after ``after`` in (transaction id, id) order, from
+        transactions older than every one still running; see the module docstring."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT tx::text::bigint, {_COLUMNS} FROM messages"
+                " WHERE (tx, id) > (%s::text::xid8, %s)"
+                " AND tx < pg_snapshot_xmin(pg_current_snapshot())"
+                " ORDER BY tx, id LIMIT %s",
+                (str(after.tx), after.id, limit),
+            ).fetchall()
+        return [(Position(int(row[0]), int(row[1])), _message(row[1:])) for row in rows]
+
+    def checkpoints(self) -> dict[str, Checkpoint]:
+        """Every sink's checkpoint, by sink name."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT sink, last_tx, last_id, updated, last_error, last_error_time, failures"
+                " FROM sink_checkpoints ORDER BY sink"
+            ).fetchall()
+        return {
+            sink: Checkpoint(sink, Position(tx, last_id), updated, error, error_time, failures)
+            for sink, tx, last_id, updated, error, error_time, failures in rows
+        }
+
+    def save_checkpoint(self, sink: str, position: Position, now: float) -> None:
+        """Durably record ``sink``'s position; it never moves back, so several
+        message servers may run the same sink."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sink_checkpoints AS c (sink, last_tx, last_id, updated, failures)"
+                " VALUES (%s, %s, %s, %s, 0) ON CONFLICT (sink) DO UPDATE SET"
+                " (last_tx, last_id) = (SELECT CASE WHEN (excluded.last_tx, excluded.last_id)"
+                " > (c.last_tx, c.last_id) THEN excluded.last_tx ELSE c.last_tx END,"
+                " CASE WHEN (excluded.last_tx, excluded.last_id) > (c.last_tx, c.last_id)"
+                " THEN excluded.last_id ELSE c.last_id END),"
+                " updated = excluded.updated, last_error = NULL, last_error_time = NULL,"
+                " failures = 0",
+                (sink, position.tx, position.id, now),
+            )
+
+    def record_failure(self, sink: str, error: str, now: float) -> None:
+        """Record that ``sink`` failed; its checkpoint stays where it was."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO sink_checkpoints AS c (sink, last_tx, last_id, updated, last_error,"
+                " last_error_time, failures) VALUES (%s, 0, 0, %s, %s, %s, 1)"
+                " ON CONFLICT (sink) DO UPDATE SET last_error = excluded.last_error,"
+                " last_error_time = excluded.last_error_time, failures = c.failures + 1",
+                (sink, now, error, now),
+            )
+
+    def backlog(self, after: Position) -> tuple[int, float | None]:
+        """How many messages come after ``after``, and when the oldest was received."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT count(*), min(time_received) FROM messages"
+                " WHERE (tx, id) > (%s::text::xid8, %s)",
+                (str(after.tx), after.id),
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), row[1]
+
+    def close(self) -> None:
+        """Close this process's pool; the store opens a new one if used again."""
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool, self._pid = None, 0
+
+
+def _row(message: Message) -> tuple[Any, ...]:
+    return (
+        message.callsign,
+        message.type,
+        message.time_created,
+        message.time_uploaded,
+        message.ip,
+        Jsonb(message.data),
+        message.time_received,
+        None if message.dedup_key is None else bytes.fromhex(message.dedup_key),
+    )
+
+
+def _message(row: Any) -> Message:
+    id_, callsign, type_, created, uploaded, ip, data, received, key = row
+    return Message(
+        callsign=callsign,
+        type=type_,
+        time_created=int(created),
+        time_uploaded=int(uploaded),
+        data=data if isinstance(data, dict) else json.loads(data),
+        ip=ip,
+        time_received=float(received),
+        id=int(id_),
+        dedup_key=None if key is None else bytes(key).hex(),
+    )

@@ -1,0 +1,168 @@
+"""The archive's tables in PostgreSQL, safe with several message servers at once.
+
+A batch is merged in one transaction. Before merging, it takes its locks in a
+fixed (sorted) order, so two servers merging overlapping batches wait for each
+other instead of deadlocking:
+
+- the payload_telemetry rows of the batch's strings (created first if missing,
+  then locked with ``SELECT ... FOR UPDATE``): concurrent merges of one string
+  run one after the other, and no receiver is lost;
+- a transaction-scoped advisory lock per listener callsign, so two servers
+  cannot both decide that the same listener_information data is a new version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .. import archive
+from ..messages import LISTENER_INFO, RECEIVED_TELEM, Message
+from .postgres import PostgresStore
+
+
+class PostgresArchive:
+    """payload_telemetry, listener_information and listener_telemetry in PostgreSQL.
+
+    Args:
+        store: the store whose database holds the archive tables.
+    """
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    def apply(self, batch: Sequence[Message]) -> None:
+        """Merge ``batch`` (stored messages, in delivery order) atomically and
+        idempotently.
+
+        Raises:
+            StoreUnavailable: nothing of the batch was applied.
+        """
+        telemetry = sorted(
+            {
+                archive.payload_id(m.data["string"]): m
+                for m in reversed(batch)
+                if m.type == RECEIVED_TELEM
+            }.items()
+        )
+        callsigns = sorted({m.callsign for m in batch if m.type == LISTENER_INFO})
+        with self.store.transaction() as conn:
+            if telemetry:
+                conn.cursor().executemany(
+                    "INSERT INTO payload_telemetry (id, raw, receivers, estimated_time_created,"
+                    " first_message) VALUES (%s, %s, '{}', 0, %s) ON CONFLICT (id) DO NOTHING",
+                    [(doc_id, m.data["string"], m.id) for doc_id, m in telemetry],
+                )
+                conn.execute(
+                    "SELECT id FROM payload_telemetry WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                    ([doc_id for doc_id, _ in telemetry],),
+                )
+            for callsign in callsigns:
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("li:" + callsign,))
+            archive.apply(_PostgresArchiveTx(conn), batch)
+
+    def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Documents of ``doc_type`` in the order of the message that first made them."""
+        last = after
+        while True:
+            with self.store.transaction() as conn:
+                if doc_type == archive.PAYLOAD_TELEMETRY:
+                    rows = conn.execute(
+                        "SELECT first_message, id, raw, receivers FROM payload_telemetry"
+                        " WHERE first_message > %s AND receivers <> '{}'"
+                        " ORDER BY first_message LIMIT 1000",
+                        (last,),
+                    ).fetchall()
+                    docs = [archive.payload_document(i, raw, rec) for _, i, raw, rec in rows]
+                elif doc_type in (archive.LISTENER_INFORMATION, archive.LISTENER_TELEMETRY):
+                    rows = conn.execute(
+                        "SELECT source_message, id, callsign, time_created, time_uploaded, data"
+                        f" FROM {doc_type} WHERE source_message > %s ORDER BY source_message"
+                        " LIMIT 1000",
+                        (last,),
+                    ).fetchall()
+                    docs = [
+                        {
+                            "_id": i,
+                            "type": doc_type,
+                            "callsign": cs,
+                            "time_created": tc,
+                            "time_uploaded": tu,
+                            "data": data,
+                        }
+                        for _, i, cs, tc, tu, data in rows
+                    ]
+                else:
+                    raise ValueError(f"unknown document type {doc_type!r}")
+            if not rows:
+                return
+            yield from docs
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        """Close this process's pool."""
+        self.store.close()
+
+
+class _PostgresArchiveTx:
+    """:class:`habitat_http.archive.ArchiveTx` on one PostgreSQL transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def listener_applied(self, table: str, message_id: int) -> bool:
+        sql = f"SELECT 1 FROM {table} WHERE source_message = %s"
+        return self.conn.execute(sql, (message_id,)).fetchone() is not None
+
+    def latest_information_data(self, callsign: str, before_message: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT data FROM listener_information WHERE callsign = %s AND source_message < %s"
+            " ORDER BY time_created DESC, source_message DESC LIMIT 1",
+            (callsign, before_message),
+        ).fetchone()
+        return None if row is None else archive.canonical_json(row[0])
+
+    def latest_listener_id(
+        self, table: str, callsign: str, time_created: int, before_message: int
+    ) -> str | None:
+        row = self.conn.execute(
+            f"SELECT id FROM {table} WHERE callsign = %s AND time_created <= %s"
+            " AND source_message < %s ORDER BY time_created DESC, source_message DESC LIMIT 1",
+            (callsign, time_created, before_message),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:
+        self.conn.execute(
+            f"INSERT INTO {table} (id, callsign, time_created, time_uploaded, data,"
+            " source_message) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                doc_id,
+                message.callsign,
+                message.time_created,
+                message.time_uploaded,
+                Jsonb(json.loads(data)),
+                message.id,
+            ),
+        )
+
+    def payload_receivers(self, doc_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT receivers FROM payload_telemetry WHERE id = %s", (doc_id,)
+        ).fetchone()
+        return None if row is None else dict(row[0])
+
+    def save_payload(
+        self, doc_id: str, raw: str, receivers: dict[str, Any], estimate: int, first_message: int
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO payload_telemetry (id, raw, receivers, estimated_time_created,"
+            " first_message) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " receivers = excluded.receivers,"
+            " estimated_time_created = excluded.estimated_time_created",
+            (doc_id, raw, Jsonb(receivers), estimate, first_message),
+        )
