@@ -35,5 +35,8 @@ class NullStore:
     def close(self) -> None:
         pass
 
+    def initialize(self, at_startup: bool = True) -> None:
+        pass
+
 
 app = create_app(Config.from_env(), NullStore())

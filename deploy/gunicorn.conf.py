@@ -29,3 +29,7 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+# Reach the database before serving: a worker that cannot fails to boot, and
+# gunicorn stops with the reason in its log.
+from habitat_http.serve import check_store as post_worker_init  # noqa: E402, F401

@@ -110,6 +110,7 @@ def scgi(path: str, mode: str, threads: int, prefix: str | None) -> None:
     )
     try:
         app = create_app()
+        app.store.initialize()  # fail fast before listening
         config = app.config
         serve(
             app.wsgi_app,  # no ProxyFix: the front server sets REMOTE_ADDR
@@ -119,7 +120,7 @@ def scgi(path: str, mode: str, threads: int, prefix: str | None) -> None:
             timeout=config.scgi_timeout,
             prefix=config.scgi_prefix if prefix is None else prefix,
         )
-    except (ConfigError, SCGIStartError) as exc:
+    except (ConfigError, SCGIStartError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -158,8 +159,9 @@ def server(db_url: str | None, config_file: str | None) -> None:
         config, url = _db(db_url)
         server_config = ServerConfig.from_file(config_file)
         store = open_store(url, timeout=config.db_timeout)
+        store.initialize()  # fail fast: unreachable database, or a newer schema
         sinks = load_sinks(server_config, url)
-    except (ConfigError, SinkLoadError) as exc:
+    except (ConfigError, SinkLoadError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -259,7 +261,24 @@ def serve(bind: str, workers: int, config_file: str | None, no_server: bool) -> 
     try:
         config = Config.from_env()
         ServerConfig.from_file(config_file)  # fail now, not in the child
-    except ConfigError as exc:
+        store = open_store(config.db_url, timeout=config.db_timeout)
+        store.initialize()  # an unreachable database or a newer schema stops us here
+        store.close()
+    except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     command = None if no_server else pipeline.server_command(config.db_url, config_file)
     pipeline.serve(bind, workers, command)
+
+
+@main.command("init-db")
+@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+def init_db(db_url: str | None) -> None:
+    """Create the schema or apply pending migrations (also those unsafe at start-up)."""
+    try:
+        config, url = _db(db_url)
+        store = open_store(url, timeout=config.db_timeout)
+        store.initialize(at_startup=False)
+        store.close()
+    except (ConfigError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{url}: schema is up to date")

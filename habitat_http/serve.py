@@ -91,6 +91,13 @@ class Supervisor:
             self._thread.join(timeout)
 
 
+def check_store(worker: Any) -> None:
+    """gunicorn's post_worker_init hook: reach the database (and apply migrations
+    that are safe) before serving, so a worker that cannot fails to boot and
+    gunicorn stops with the reason in its log, instead of answering 503s."""
+    worker.wsgi.store.initialize()
+
+
 class GatewayApplication(BaseApplication):  # type: ignore[misc]
     """gunicorn serving :func:`create_app`, with the message server supervised.
 
@@ -108,6 +115,7 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        self.cfg.set("post_worker_init", check_store)
         if self.supervisor is not None:
             supervisor = self.supervisor
             self.cfg.set("when_ready", lambda arbiter: supervisor.start())

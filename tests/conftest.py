@@ -195,3 +195,61 @@ def cli_messages(db_url: str, *args: str) -> list[dict[str, Any]]:
         cwd=ROOT,
     ).stdout
     return [json.loads(line) for line in out.splitlines()]
+
+
+# --- PostgreSQL ------------------------------------------------------------------
+
+PG_ADMIN_URL = os.environ.get("HABITAT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ARCHIVE_TABLES = (
+    "messages",
+    "sink_checkpoints",
+    "payload_telemetry",
+    "listener_information",
+    "listener_telemetry",
+)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL, for this test session.
+
+    Skips (saying why) only when no server is reachable; .ci/run starts one.
+    """
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}".strip())
+    name = f"habitat_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_reset(url: str) -> None:
+    """Empty every table of the test database (the schema stays)."""
+    import psycopg
+
+    from habitat_http.store.postgres import PostgresStore
+
+    PostgresStore(url).initialize()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(ARCHIVE_TABLES)} RESTART IDENTITY")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database of each backend (the contract suite's fixture)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/habitat.db"
+    url: str = request.getfixturevalue("pg_url")
+    pg_reset(url)
+    return url

@@ -103,6 +103,14 @@ class Store(Protocol):
         """Release this process's connections; the store reconnects if used again."""
         ...
 
+    def initialize(self, at_startup: bool = True) -> None:
+        """Apply pending schema migrations; ``at_startup=False`` for init-db.
+
+        Raises:
+            SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        ...
+
 
 @runtime_checkable
 class CheckpointStore(Store, Protocol):
@@ -120,13 +128,6 @@ class CheckpointStore(Store, Protocol):
         """Every sink's Checkpoint, by sink name."""
         ...
 
-    def initialize(self, at_startup: bool = True) -> None:
-        """Apply pending schema migrations; ``at_startup=False`` for init-db.
-
-        Raises:
-            SchemaTooNew, MigrationNeeded, StoreUnavailable.
-        """
-        ...
 
     def save_checkpoint(self, sink: str, position: Position, now: float) -> None:
         """Durably record that ``sink`` took every message up to ``position``.
