@@ -5,6 +5,8 @@ One run measures, with the same gunicorn settings and the same wrk load:
   (b) habitat_http storing every message in SQLite (synchronous=FULL by default);
   (c) for diagnosis, habitat_http with bench/nullstore.py, which stores nothing:
       the ceiling of the request path without storage;
+  (d) habitat_http storing batches of POST /messages;
+  (e) habitat_http on PostgreSQL (a throwaway database on --pg), single and batched;
 and prints the throughputs and their ratios to (a). Every message wrk posts is a real
 telemetry string from tests/data/ukhas_sentences.jsonl.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import re
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -161,6 +165,23 @@ def measure(
         proc.wait(30)
 
 
+@contextlib.contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """A new database on the PostgreSQL at ``server_url``, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"habitat_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,6 +194,12 @@ def main() -> None:
     parser.add_argument("--synchronous", default="FULL")
     parser.add_argument(
         "--batch", type=int, default=100, help="messages per POST /messages in the batch run"
+    )
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server for the PostgreSQL runs (a throwaway database is created "
+        "there); 'none' to skip them",
     )
     args = parser.parse_args()
     wrk = ensure_wrk()
@@ -206,6 +233,13 @@ def main() -> None:
         )
         with closing(sqlite3.connect(db)) as conn:
             stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        pg = pg_batched = None
+        if args.pg != "none":
+            with throwaway_database(args.pg) as pg_url:
+                pg = measure(wrk, "wsgi:app", args, {"HABITAT_DB": pg_url}, strings)
+                pg_batched = measure(
+                    wrk, "wsgi:app", args, {"HABITAT_DB": pg_url}, strings, batches=True
+                )
 
     settings = (
         f"gunicorn --workers {args.workers} --worker-class {args.worker_class} "
@@ -228,6 +262,19 @@ def main() -> None:
         f"({habitat['requests']:.0f} messages), batch {batched['rss_mb']:.0f} MB "
         f"({batched['requests'] * args.batch:.0f} messages)"
     )
+    if pg is not None and pg_batched is not None:
+        print(
+            f"habitat_http (PostgreSQL): {pg['rps']:9.0f} req/s  p99 {pg['p99_ms']:.2f} ms"
+            f"  non-2xx {pg['non2xx']:.0f}"
+        )
+        print(
+            f"habitat_http (PostgreSQL) POST /messages x{args.batch}: "
+            f"{pg_batched['rps'] * args.batch:9.0f} messages/s"
+        )
+        print(
+            f"ratio PostgreSQL / hello-world: {pg['rps'] / hello['rps']:.2f}; "
+            f"PostgreSQL / SQLite: {pg['rps'] / habitat['rps']:.2f}"
+        )
     print(f"ratio habitat_http / hello-world: {habitat['rps'] / hello['rps']:.2f}")
     print(f"ratio habitat_http without storage / hello-world: {null['rps'] / hello['rps']:.2f}")
 

@@ -141,7 +141,6 @@ def test_database_outage_gives_503_and_loses_nothing(
     for t in threads:
         t.start()
     time.sleep(1.5)
-    down_at = time.monotonic()
     private_pg.stop()
     stopped_at = time.monotonic()
     time.sleep(6)  # long enough for whole 2 s waits to fall inside the outage
@@ -266,3 +265,87 @@ def test_unreachable_database_fails_fast_with_a_clear_message(tmp_path: Path) ->
         )
     assert gunicorn.returncode != 0
     assert "cannot reach the database" in log.read_text()
+
+
+def test_nginx_balances_two_gateways_on_one_database(
+    pg_url: str, gunicorn: Any, tmp_path: Path
+) -> None:
+    import http.client
+    import json
+
+    pg_reset(pg_url)
+    env = {"HABITAT_DB": pg_url, "HABITAT_TRUSTED_PROXIES": "1"}
+    gateways = [gunicorn(env, "--workers", "1") for _ in range(2)]
+    work = tmp_path / "nginx"
+    work.mkdir()
+    port = free_port()
+    site = (ROOT / "deploy/nginx/habitat-lb.conf").read_text()
+    site = site.replace("10.0.0.11:8000", gateways[0].url.removeprefix("http://"))
+    site = site.replace("10.0.0.12:8000", gateways[1].url.removeprefix("http://"))
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    (work / "habitat.conf").write_text(site)
+    temps = "".join(
+        f"{k}_temp_path {work}/{k}; " for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
+    (work / "nginx.conf").write_text(
+        f"{user} worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log warn;"
+        f" events {{ worker_connections 64; }}"
+        f" http {{ access_log off; {temps} include {work}/habitat.conf; }}"
+    )
+    nginx = subprocess.Popen(
+        [
+            shutil.which("nginx") or "/usr/sbin/nginx",
+            "-p",
+            str(work),
+            "-c",
+            str(work / "nginx.conf"),
+            "-e",
+            str(work / "error.log"),
+            "-g",
+            "daemon off;",
+        ]
+    )
+
+    def post(n: int) -> int:
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", port, timeout=10, source_address=("127.0.0.3", 0)
+        )
+        body = {
+            "callsign": "M0LB",
+            "type": "RECEIVED_TELEM",
+            "time_created": 1_700_000_000 + n,
+            "time_uploaded": 1_700_000_000 + n,
+            "data": {"string": base64.b64encode(f"$$LB,{n}*00".encode()).decode()},
+        }
+        conn.request(
+            "POST",
+            "/message",
+            json.dumps(body),
+            {"Content-Type": "application/json", "X-Forwarded-For": "6.6.6.6"},
+        )
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        wait_until(lambda: _answers(port), timeout=10)
+        assert [post(n) for n in range(10)] == [200] * 10
+        gateways[0].stop()  # one host goes away: the other takes everything
+        assert [post(n) for n in range(10, 20)] == [200] * 10
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(15)
+    rows = cli_messages(pg_url)
+    assert len(rows) == 20
+    assert {r["ip"] for r in rows} == {"127.0.0.3"}  # the client, not the forged header
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
