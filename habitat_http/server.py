@@ -10,9 +10,9 @@ Delivery is at least once, in commit order, with a durable checkpoint per sink:
 - a failing sink keeps its checkpoint just before the message it failed on and
   is retried with exponential backoff; the other sinks go on meanwhile; its lag
   and last error are kept in the database for ``habitat-http status``;
-- when idle, the server looks for new messages every ``poll_interval`` seconds
-  (0.2 by default), waiting on an Event, never spinning; setting that Event
-  (SIGTERM, SIGINT) wakes it at once;
+- when idle, it waits for a wake-up from a gateway's commit (a datagram on
+  SQLite, NOTIFY on PostgreSQL) and looks anyway every ``poll_interval`` seconds
+  (0.2 by default); it never spins, and notices a stop within that interval;
 - on stop it finishes the batch in hand, saves the checkpoints, flushes and
   shuts the sinks down.
 """
@@ -145,8 +145,9 @@ class MessageServer:
                 except StoreError:
                     log.exception("the store is unavailable; trying again")
                     progressed = False
-                if not progressed:
-                    stop.wait(self._idle_wait())
+                if not progressed and not stop.is_set():
+                    # Woken by the gateway's commit (doorbell or NOTIFY), or polls.
+                    self.store.wait_for_messages(self._idle_wait())
         finally:
             for state in self._sinks:
                 try:

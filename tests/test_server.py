@@ -158,3 +158,29 @@ def test_new_messages_are_noticed_within_a_second_without_spinning(tmp_path: Pat
     assert time.process_time() - cpu_before < 0.5
     writer.close()
     store.close()
+
+
+def test_a_commit_wakes_the_idle_server_before_its_next_poll(db_url: str) -> None:
+    from habitat_http.store import open_store
+
+    spec = SinkSpec(f"woken-{db_url[:6]}", "tests.sink_examples:RecordingSink")
+    store = open_store(db_url)
+    config = ServerConfig(sinks=(spec,), poll_interval=30.0)  # polling alone would be late
+    server = MessageServer(store, load_sinks(config, db_url), config)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.run, args=(stop,))
+    thread.start()
+    time.sleep(1.0)  # the server is idle, waiting
+    writer = open_store(db_url)
+    [stored] = writer.put_many([message(7)])
+    posted = time.monotonic()
+    sink = sink_examples.MADE[spec.name]
+    while stored.id not in sink.received and time.monotonic() - posted < 10:
+        time.sleep(0.01)
+    noticed = time.monotonic() - posted
+    stop.set()
+    writer.put_many([message(8)])  # wakes it once more, to see the stop
+    thread.join(40)
+    writer.close()
+    store.close()
+    assert stored.id in sink.received and noticed < 1.0

@@ -128,7 +128,6 @@ class CheckpointStore(Store, Protocol):
         """Every sink's Checkpoint, by sink name."""
         ...
 
-
     def save_checkpoint(self, sink: str, position: Position, now: float) -> None:
         """Durably record that ``sink`` took every message up to ``position``.
 
@@ -142,6 +141,13 @@ class CheckpointStore(Store, Protocol):
 
     def backlog(self, after: Position) -> tuple[int, float | None]:
         """How many messages come after ``after``, and when the oldest was received."""
+        ...
+
+    def wait_for_messages(self, timeout: float) -> None:
+        """Block until a gateway signals a commit, or ``timeout`` seconds pass.
+
+        A wake-up only: callers read the store afterwards, and poll anyway.
+        """
         ...
 
 

@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,6 +126,7 @@ class PostgresStore:
         self.timeout = timeout
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
+        self._listen: psycopg.Connection[Any] | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
@@ -235,6 +237,8 @@ class PostgresStore:
                 else:
                     retries.append(pos)
                 cur.nextset()
+            if len(retries) < len(fresh):
+                cur.execute("NOTIFY habitat_messages")  # sent on commit: wakes servers
             if retries:
                 keys = [rows[pos][-1] for pos in retries]
                 cur.execute("SELECT dedup_key, id FROM messages WHERE dedup_key = ANY(%s)", (keys,))
@@ -310,6 +314,24 @@ class PostgresStore:
                 (sink, now, error, now),
             )
 
+    def wait_for_messages(self, timeout: float) -> None:
+        """Block until a NOTIFY from a gateway's commit, or ``timeout`` seconds
+        (the message server's idle wait). LISTEN/NOTIFY only wakes the server;
+        the table stays the truth."""
+        try:
+            if self._listen is None or self._listen.closed:
+                self._listen = psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=max(1, round(self.timeout))
+                )
+                self._listen.execute("LISTEN habitat_messages")
+            for _ in self._listen.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            if self._listen is not None:
+                self._listen.close()
+            self._listen = None
+            time.sleep(timeout)  # the database is away: just poll later
+
     def backlog(self, after: Position) -> tuple[int, float | None]:
         """How many messages come after ``after``, and when the oldest was received."""
         with self.transaction() as conn:
@@ -326,7 +348,9 @@ class PostgresStore:
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
-            self._pool, self._pid = None, 0
+            if self._listen is not None:
+                self._listen.close()
+            self._pool, self._listen, self._pid = None, None, 0
 
 
 def _row(message: Message) -> tuple[Any, ...]:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ..messages import Message
-from . import Checkpoint, Position, Stored, StoreUnavailable
+from . import Checkpoint, Position, Stored, StoreUnavailable, doorbell
 from .migrations import Migration, pending
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
@@ -146,6 +146,8 @@ class SQLiteStore:
         self._db_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._pending: list[_Batch] = []
+        self._bell = doorbell.Bell(path)
+        self._listener: doorbell.Listener | None = None
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -379,6 +381,7 @@ class SQLiteStore:
         for b, batch_results in zip(group, results, strict=True):
             b.results = batch_results
             b.done.set()
+        self._bell.ring()  # wake a waiting message server at once
 
     def _fail(self, group: list[_Batch], error: StoreUnavailable) -> None:
         if not group:  # failed before taking the queue: fail everything waiting
@@ -443,6 +446,13 @@ class SQLiteStore:
                 (sink, now, error, now),
             )
 
+    def wait_for_messages(self, timeout: float) -> None:
+        """Block until a gateway rings the doorbell after a commit, or ``timeout``
+        seconds pass (the message server's idle wait; see store/doorbell.py)."""
+        if self._listener is None:
+            self._listener = doorbell.Listener(self.path)
+        self._listener.wait(timeout)
+
     def backlog(self, after: Position) -> tuple[int, float | None]:
         """How many messages come after ``after``, and when the oldest was received
         (seconds since the UNIX epoch; None when there is none)."""
@@ -454,6 +464,10 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close this process's connection; the store reconnects if used again."""
+        self._bell.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         with self._db_lock:
             if self._conn_ is not None and self._pid == os.getpid():
                 self._conn_.close()
