@@ -33,6 +33,7 @@ from habitat_http.messages import (
 )
 from habitat_http.server import MessageServer, load_sinks
 from habitat_http.sinks import SinkContext
+from habitat_http.store import START
 from habitat_http.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +102,7 @@ def run(db: Path, use: str, batch_size: int) -> tuple[int, float]:
     config = ServerConfig(sinks=(SinkSpec("bench", use),), batch_size=batch_size)
     server = MessageServer(store, load_sinks(config, f"sqlite:///{db}"), config)
     server.start()
-    total = store.backlog(0)[0]
+    total = store.backlog(START)[0]
     start = time.perf_counter()
     while server.step():
         pass

@@ -116,7 +116,11 @@ def run_wrk(
             str(BENCH / script),
             url + path,
         ],
-        env={**os.environ, "BENCH_STRINGS": str(strings), "BENCH_BATCH": str(args.batch)},
+        env={
+            **os.environ,
+            "BENCH_STRINGS": str(strings),
+            "BENCH_BATCH": str(getattr(args, "batch", 1)),
+        },
         capture_output=True,
         text=True,
         check=True,
