@@ -73,7 +73,8 @@ def _json(
     payload: dict[str, Any], status: int, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
     return Response(
-        json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        # ASCII escapes: an answer can always be encoded, whatever text it echoes.
+        json.dumps(payload, ensure_ascii=True, separators=(",", ":")),
         status=status,
         headers=list(headers),
         mimetype="application/json",

@@ -10,8 +10,9 @@
 
 Each receiver entry names the receiver's latest listener_information and
 listener_telemetry documents at or before the message's time_created. Only
-documents from messages stored before it count, so that processing the same
-messages again, after a crash, gives the same documents.
+documents from messages delivered before it count (in the store's delivery
+order: id order on SQLite, (transaction id, id) order on PostgreSQL), so that
+processing the same messages again, after a crash, gives the same documents.
 """
 
 from __future__ import annotations
@@ -111,14 +112,14 @@ class ArchiveTx(Protocol):
 
     def latest_information_data(self, callsign: str, before_message: int) -> str | None:
         """Canonical JSON data of the callsign's latest listener_information version
-        made by a message with a smaller id, or None."""
+        made by a message delivered before message ``before_message``, or None."""
         ...
 
     def latest_listener_id(
         self, table: str, callsign: str, time_created: int, before_message: int
     ) -> str | None:
         """The callsign's latest document at or before ``time_created``, among those
-        made by messages with a smaller id."""
+        made by messages delivered before message ``before_message``."""
         ...
 
     def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:

@@ -39,7 +39,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 # A \uD800-\uDFFF escape: the only way a lone surrogate gets into parsed JSON.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def loads(text: str | bytes) -> Any:
@@ -52,12 +52,15 @@ def loads(text: str | bytes) -> Any:
         ValueError: the text is not valid JSON, holds a lone surrogate, or nests
             too deeply to parse.
     """
+    if isinstance(text, bytes):
+        # Decode first (UTF-8, -16 or -32, RFC 8259 section 8.1), so the escape
+        # check below sees text whatever the encoding.
+        text = text.decode(json.detect_encoding(text), "strict")
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ValueError("JSON nests too deeply") from None
-    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    if _SURROGATE_ESCAPE.search(raw):  # rare: check every string only then
+    if _SURROGATE_ESCAPE.search(text):  # rare: check every string only then
         _check_unicode(value)
     return value
 

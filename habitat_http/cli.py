@@ -141,8 +141,8 @@ def _db(db_url: str | None) -> tuple[Config, str]:
 def server(db_url: str | None, config_file: str | None) -> None:
     """Run the message server: deliver stored messages to the sinks, until SIGTERM.
 
-    Each sink gets the messages of its types in id order, at least once, with a
-    durable checkpoint; see `habitat-http status`.
+    Each sink gets the messages of its types in commit order, at least once, with
+    a durable checkpoint; see `habitat-http status`.
     """
     import logging
     import signal
@@ -166,6 +166,9 @@ def server(db_url: str | None, config_file: str | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from .serve import exit_with_parent
+
+    exit_with_parent()  # when run by `habitat-http serve`
     try:
         MessageServer(store, sinks, server_config).run(stop)
     except StoreError as exc:
@@ -266,7 +269,7 @@ def serve(bind: str, workers: int, config_file: str | None, no_server: bool) -> 
         store.close()
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
-    command = None if no_server else pipeline.server_command(config.db_url, config_file)
+    command = None if no_server else pipeline.server_command(config_file)
     pipeline.serve(bind, workers, command)
 
 

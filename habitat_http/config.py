@@ -216,6 +216,8 @@ class ServerConfig:
                 value = doc.pop(key)
                 if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                     raise ConfigError(f"{path}: {key} must be a positive number.")
+                if kind is int and (not isinstance(value, int) or value < 1):
+                    raise ConfigError(f"{path}: {key} must be a whole number of at least 1.")
                 values[key] = kind(value)
         if doc:
             raise ConfigError(f"{path}: unknown settings {sorted(doc)}.")

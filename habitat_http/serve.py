@@ -9,11 +9,14 @@ when gunicorn exits (SIGTERM or SIGINT to the master stops both cleanly).
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -21,6 +24,26 @@ from gunicorn.app.base import BaseApplication
 from .app import HabitatApp, create_app
 
 log = logging.getLogger(__name__)
+
+#: Set for a supervised message server: the pid of the process supervising it.
+EXIT_WITH_PARENT = "HABITAT_EXIT_WITH_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent() -> None:
+    """In a supervised child: have the kernel send SIGTERM when the supervisor dies.
+
+    Linux prctl(PR_SET_PDEATHSIG); without it, a SIGKILLed gunicorn master would
+    leave its message server running, and the next start would add a second one.
+    """
+    parent = os.environ.get(EXIT_WITH_PARENT)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent):  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
 
 #: The production settings of deploy/gunicorn.conf.py that ``serve`` uses too.
 GUNICORN_DEFAULTS: dict[str, Any] = {
@@ -64,12 +87,17 @@ class Supervisor:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.command)
+                started = time.monotonic()
+                # The child asks the kernel for SIGTERM if we die (see cli.server).
+                env = {**os.environ, EXIT_WITH_PARENT: str(os.getpid())}
+                self.process = subprocess.Popen(self.command, env=env)
             code = self.process.wait()
             if self._stopping.is_set() or code == 0:
                 # 0: it was told to stop (a SIGTERM or SIGINT sent to the whole
                 # process group reaches it before the master's on_exit).
                 return
+            if time.monotonic() - started > self.max_backoff * 2:
+                backoff = 1.0  # it ran well for a while: this is a new failure
             self.restarts += 1
             log.error("message server exited with %s; restarting in %.0f s", code, backoff)
             self._stopping.wait(backoff)
@@ -131,9 +159,13 @@ def serve(bind: str, workers: int, server_command: list[str] | None) -> None:
     GatewayApplication({"bind": bind, "workers": workers}, server_command).run()
 
 
-def server_command(db_url: str, config_file: str | None) -> list[str]:
-    """The argv that runs ``habitat-http server`` with this interpreter."""
-    command = [sys.executable, "-m", "habitat_http", "server", "--db", db_url]
+def server_command(config_file: str | None) -> list[str]:
+    """The argv that runs ``habitat-http server`` with this interpreter.
+
+    The database comes from the inherited HABITAT_DB, so no password shows in
+    the process list.
+    """
+    command = [sys.executable, "-m", "habitat_http", "server"]
     if config_file:
         command += ["--config", config_file]
     return command

@@ -256,3 +256,12 @@ def test_duplicates_inside_one_batch(gw: Gateway) -> None:
     body = batch(gw, [sentence(1), sentence(1), sentence(2)]).get_json()
     assert [r["status"] for r in body["results"]] == ["stored", "duplicate", "stored"]
     assert body["results"][0]["id"] == body["results"][1]["id"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_lone_surrogates_in_utf16_and_utf32_bodies_are_refused(gw: Gateway, encoding: str) -> None:
+    body = json.dumps([{**telem(), "data": {**telem()["data"], "x": 1}}])
+    body = body.replace('"x"', '"\\ud800"').encode(encoding)
+    r = gw.client.post("/messages", data=body, content_type="application/json")
+    assert r.status_code == 400 and "surrogate" in r.get_json()["error"]
+    assert gw.store.read_after(0) == []

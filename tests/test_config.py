@@ -53,3 +53,12 @@ def test_empty_block_list_blocks_nothing() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: value})
+
+
+def test_server_batch_size_must_be_a_whole_number(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from habitat_http.config import ServerConfig
+
+    path = tmp_path / "s.toml"
+    path.write_text("batch_size = 0.5\n")
+    with pytest.raises(ConfigError, match="batch_size"):
+        ServerConfig.from_file(str(path))

@@ -281,3 +281,51 @@ def _answers(url: str) -> bool:
         return requests.get(url + "/", timeout=1).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+def test_serve_leaves_no_orphan_when_its_master_is_killed(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/habitat.db"
+    port = free_port()
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "habitat_http",
+            "serve",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "HABITAT_DB": db},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}"), timeout=30)
+
+    def children() -> list[str]:
+        out = subprocess.run(
+            ["pgrep", "-f", "habitat_http server"], capture_output=True, text=True
+        ).stdout.split()
+        return [
+            pid
+            for pid in out
+            if Path(f"/proc/{pid}/environ").exists()
+            and f"HABITAT_DB={db}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
+        ]
+
+    wait_until(lambda: bool(children()), timeout=20)
+    [child] = children()
+    assert "--db" not in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+    serve.send_signal(signal.SIGKILL)  # the master dies without cleaning up
+    serve.wait(10)
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{child}").exists()
+            or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+        ),
+        timeout=15,
+    )
+    os.killpg(serve.pid, signal.SIGKILL)  # the gunicorn worker, orphaned too by design

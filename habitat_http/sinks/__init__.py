@@ -1,7 +1,9 @@
 """The sink interface of the message server, and how sinks are loaded.
 
-A sink receives the stored messages of the types it wants, in id order, at least
-once. A sink is made by a *factory*: a class or function called with a
+A sink receives the stored messages of the types it wants, in the store's
+delivery order (commit order: id order on SQLite, but not always on PostgreSQL,
+where concurrent transactions commit out of id order), at least once. A sink is
+made by a *factory*: a class or function called with a
 :class:`SinkContext`. Factories are named in the server's config file, either by
 dotted path (``package.module:Name`` or ``package.module.Name``) or by the name of
 an entry point in the group ``habitat_http.sinks`` (importlib.metadata), through

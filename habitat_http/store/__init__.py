@@ -198,7 +198,7 @@ class Archive(Protocol):
     """The archive's documents (see :mod:`habitat_http.archive`)."""
 
     def apply(self, batch: Sequence[Message]) -> None:
-        """Merge stored messages, in id order, into the documents, atomically and
+        """Merge stored messages, in delivery order, into the documents, atomically and
         idempotently.
 
         Raises:

@@ -103,8 +103,8 @@ _MIGRATION_LOCK = 0x48414249  # "HABI"
 
 _COLUMNS = "id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
 _INSERT = (
-    "INSERT INTO messages (callsign, type, time_created, time_uploaded, ip, data,"
-    " time_received, dedup_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO messages (id, callsign, type, time_created, time_uploaded, ip, data,"
+    " time_received, dedup_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
 )
 
@@ -228,12 +228,23 @@ class PostgresStore:
                 first[key] = pos
             fresh.append(pos)
         with self.transaction() as conn, conn.cursor() as cur:
-            cur.executemany(_INSERT, [rows[pos] for pos in fresh], returning=True)
+            # Ids follow the order of the messages; the rows go in in key order,
+            # because two batches inserting the same new keys in different orders
+            # would deadlock on the unique index. A retry leaves its id unused.
+            cur.execute(
+                "SELECT nextval(pg_get_serial_sequence('messages', 'id'))"
+                " FROM generate_series(1, %s)",
+                (len(fresh),),
+            )
+            ids = dict(zip(fresh, sorted(int(r[0]) for r in cur.fetchall()), strict=True))
+            in_key_order = sorted(fresh, key=lambda pos: rows[pos][-1] or b"")
+            cur.executemany(
+                _INSERT, [(ids[pos], *rows[pos]) for pos in in_key_order], returning=True
+            )
             retries: list[int] = []
-            for pos in fresh:
-                inserted = cur.fetchone()
-                if inserted is not None:
-                    results[pos] = Stored(int(inserted[0]), False)
+            for pos in in_key_order:
+                if cur.fetchone() is not None:
+                    results[pos] = Stored(ids[pos], False)
                 else:
                     retries.append(pos)
                 cur.nextset()
@@ -267,10 +278,12 @@ class PostgresStore:
         transactions older than every one still running; see the module docstring."""
         with self.transaction() as conn:
             rows = conn.execute(
-                f"SELECT tx::text::bigint, {_COLUMNS} FROM messages"
-                " WHERE (tx, id) > (%s::text::xid8, %s)"
-                " AND tx < pg_snapshot_xmin(pg_current_snapshot())"
-                " ORDER BY tx, id LIMIT %s",
+                # Order by the xid8 column itself (not a cast of it), so the
+                # (tx, id) index supplies the order instead of a sort of the backlog.
+                f"SELECT m.tx::text::bigint AS position_tx, {_COLUMNS} FROM messages m"
+                " WHERE (m.tx, m.id) > (%s::text::xid8, %s)"
+                " AND m.tx < pg_snapshot_xmin(pg_current_snapshot())"
+                " ORDER BY m.tx, m.id LIMIT %s",
                 (str(after.tx), after.id, limit),
             ).fetchall()
         return [(Position(int(row[0]), int(row[1])), _message(row[1:])) for row in rows]

@@ -13,6 +13,7 @@ other instead of deadlocking:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,6 +24,12 @@ from psycopg.types.json import Jsonb
 from .. import archive
 from ..messages import LISTENER_INFO, RECEIVED_TELEM, Message
 from .postgres import PostgresStore
+
+
+def _lock_key(callsign: str) -> int:
+    """A stable 63-bit advisory lock key for a listener's callsign."""
+    digest = hashlib.sha256(("listener_information:" + callsign).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 class PostgresArchive:
@@ -50,6 +57,7 @@ class PostgresArchive:
             }.items()
         )
         callsigns = sorted({m.callsign for m in batch if m.type == LISTENER_INFO})
+        lock_keys = sorted({_lock_key(c) for c in callsigns})
         with self.store.transaction() as conn:
             if telemetry:
                 conn.cursor().executemany(
@@ -61,8 +69,8 @@ class PostgresArchive:
                     "SELECT id FROM payload_telemetry WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                     ([doc_id for doc_id, _ in telemetry],),
                 )
-            for callsign in callsigns:
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("li:" + callsign,))
+            for key in lock_keys:  # sorted by key: no deadlock even when two names collide
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
             archive.apply(_PostgresArchiveTx(conn), batch)
 
     def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
@@ -108,6 +116,11 @@ class PostgresArchive:
         self.store.close()
 
 
+# "Made by a message delivered before this one": delivery runs in (tx, id) order,
+# which is not id order when batches commit concurrently.
+_BEFORE = "(m.tx, m.id) < (SELECT tx, id FROM messages WHERE id = %s)"
+
+
 class _PostgresArchiveTx:
     """:class:`habitat_http.archive.ArchiveTx` on one PostgreSQL transaction."""
 
@@ -120,8 +133,9 @@ class _PostgresArchiveTx:
 
     def latest_information_data(self, callsign: str, before_message: int) -> str | None:
         row = self.conn.execute(
-            "SELECT data FROM listener_information WHERE callsign = %s AND source_message < %s"
-            " ORDER BY time_created DESC, source_message DESC LIMIT 1",
+            "SELECT d.data FROM listener_information d JOIN messages m ON m.id = d.source_message"
+            f" WHERE d.callsign = %s AND {_BEFORE}"
+            " ORDER BY d.time_created DESC, d.source_message DESC LIMIT 1",
             (callsign, before_message),
         ).fetchone()
         return None if row is None else archive.canonical_json(row[0])
@@ -130,8 +144,9 @@ class _PostgresArchiveTx:
         self, table: str, callsign: str, time_created: int, before_message: int
     ) -> str | None:
         row = self.conn.execute(
-            f"SELECT id FROM {table} WHERE callsign = %s AND time_created <= %s"
-            " AND source_message < %s ORDER BY time_created DESC, source_message DESC LIMIT 1",
+            f"SELECT d.id FROM {table} d JOIN messages m ON m.id = d.source_message"
+            f" WHERE d.callsign = %s AND d.time_created <= %s AND {_BEFORE}"
+            " ORDER BY d.time_created DESC, d.source_message DESC LIMIT 1",
             (callsign, time_created, before_message),
         ).fetchone()
         return None if row is None else str(row[0])
