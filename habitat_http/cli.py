@@ -214,7 +214,8 @@ def status(db_url: str | None, as_json: bool) -> None:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Only documents first made by a message with a greater id.",
+    help="Only documents first made by a message with a greater id (a filter, not a"
+    " cursor: on PostgreSQL, documents are not made in id order).",
 )
 def archive(doc_type: str, db_url: str | None, after: int) -> None:
     """Print archive documents as JSON lines, in the order they were first made."""
