@@ -84,6 +84,26 @@ def estimate_time_created(times: Sequence[float]) -> int:
     return round(math.fsum(kept) / len(kept))
 
 
+def listener_document(
+    doc_type: str,
+    doc_id: str,
+    callsign: str,
+    time_created: int,
+    time_uploaded: int,
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A listener_information or listener_telemetry document as ``habitat-http
+    archive`` prints it (times in UNIX seconds)."""
+    return {
+        "_id": doc_id,
+        "type": doc_type,
+        "callsign": callsign,
+        "time_created": time_created,
+        "time_uploaded": time_uploaded,
+        "data": dict(data),
+    }
+
+
 def payload_document(
     doc_id: str, raw: str, receivers: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:

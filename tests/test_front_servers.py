@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 
 from .conftest import ROOT, cli_messages, free_port, telem
+from .nginx import NGINX, start_nginx
 from .test_scgi import SCGIServer, launch
 
 pytestmark = pytest.mark.slow
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 CLIENT_SOURCE = "127.0.0.2"  # a loopback address other than the front server's own
@@ -106,45 +106,11 @@ def nginx(tmp_path: Path, socket_dir: Path) -> Iterator[Front]:
     scgi = start_scgi(socket_dir)
     port = free_port()
     work = tmp_path / "nginx"
-    work.mkdir()
-    shutil.copy("/etc/nginx/scgi_params", work / "scgi_params")
     site = (ROOT / "deploy/nginx/habitat.conf").read_text()
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("/run/habitat/scgi.sock", scgi.socket_path)
-    (work / "habitat.conf").write_text(site)
-    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    temp_paths = "\n".join(
-        f"    {kind}_temp_path {work}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (work / "nginx.conf").write_text(f"""
-{user}
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log {work}/access.log;
-{temp_paths}
-    include {work}/habitat.conf;
-}}
-""")
+    process = start_nginx(work, site)
     log = work / "error.log"
-    process = subprocess.Popen(
-        [
-            NGINX,
-            "-p",
-            str(work),
-            "-c",
-            str(work / "nginx.conf"),
-            "-e",
-            str(log),
-            "-g",
-            "daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
     try:
         wait_for_port(port, process, log)
         yield Front(port, process, work, scgi)

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from .conftest import ROOT, cli_messages, free_port, pg_reset
+from .nginx import start_nginx
 from .test_pipeline import archive, lag, start_server, wait_until
 
 pytestmark = pytest.mark.slow
@@ -276,36 +277,12 @@ def test_nginx_balances_two_gateways_on_one_database(
     pg_reset(pg_url)
     env = {"HABITAT_DB": pg_url, "HABITAT_TRUSTED_PROXIES": "1"}
     gateways = [gunicorn(env, "--workers", "1") for _ in range(2)]
-    work = tmp_path / "nginx"
-    work.mkdir()
     port = free_port()
     site = (ROOT / "deploy/nginx/habitat-lb.conf").read_text()
     site = site.replace("10.0.0.11:8000", gateways[0].url.removeprefix("http://"))
     site = site.replace("10.0.0.12:8000", gateways[1].url.removeprefix("http://"))
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    (work / "habitat.conf").write_text(site)
-    temps = "".join(
-        f"{k}_temp_path {work}/{k}; " for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    (work / "nginx.conf").write_text(
-        f"{user} worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log warn;"
-        f" events {{ worker_connections 64; }}"
-        f" http {{ access_log off; {temps} include {work}/habitat.conf; }}"
-    )
-    nginx = subprocess.Popen(
-        [
-            shutil.which("nginx") or "/usr/sbin/nginx",
-            "-p",
-            str(work),
-            "-c",
-            str(work / "nginx.conf"),
-            "-e",
-            str(work / "error.log"),
-            "-g",
-            "daemon off;",
-        ]
-    )
+    nginx = start_nginx(tmp_path / "nginx", site)
 
     def post(n: int) -> int:
         conn = http.client.HTTPConnection(

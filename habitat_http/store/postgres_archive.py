@@ -94,14 +94,7 @@ class PostgresArchive:
                         (last,),
                     ).fetchall()
                     docs = [
-                        {
-                            "_id": i,
-                            "type": doc_type,
-                            "callsign": cs,
-                            "time_created": tc,
-                            "time_uploaded": tu,
-                            "data": data,
-                        }
+                        archive.listener_document(doc_type, i, cs, tc, tu, data)
                         for _, i, cs, tc, tu, data in rows
                     ]
                 else:

@@ -130,14 +130,7 @@ class SQLiteArchive:
                         (last,),
                     ).fetchall()
                     docs = [
-                        {
-                            "_id": i,
-                            "type": doc_type,
-                            "callsign": cs,
-                            "time_created": tc,
-                            "time_uploaded": tu,
-                            "data": json.loads(data),
-                        }
+                        archive.listener_document(doc_type, i, cs, tc, tu, json.loads(data))
                         for _, i, cs, tc, tu, data in rows
                     ]
                 else:
