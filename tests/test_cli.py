@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -97,7 +98,9 @@ def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_console_script_is_installed() -> None:
-    exe = shutil.which("habitat-http")
+    # Installed beside the interpreter that runs the tests (the venv's bin/),
+    # whether or not that directory is on PATH.
+    exe = shutil.which("habitat-http", path=str(Path(sys.executable).parent))
     assert exe is not None
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "messages" in out
