@@ -27,7 +27,9 @@ def test_readme_renders_without_warnings() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(
-        r"^    ((?:tests/install-servers && )?python3 -m venv .*pip install .*)$", README, re.MULTILINE
+        r"^    ((?:tests/install-servers && )?python3 -m venv .*pip install .*)$",
+        README,
+        re.MULTILINE,
     )
     assert len(commands) == 2  # exactly two set-up commands: run, and test
     run, test = commands
