@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .checksums import ALGORITHMS
+from .sensors import round_half_away
 
 IntermediateFilter = Callable[[str], str]
 #: Changes the parsed fields in place; raises KeyError, ValueError or TypeError
@@ -112,11 +113,12 @@ def check(stage: str, settings: Mapping[str, Any]) -> None:
 def round_significant(value: float, figures: int) -> float:
     """Round *value* to *figures* significant figures (habitat's ``round`` setting).
 
-    ``round_significant(3.027, 3) == 3.03``; ``round_significant(0.0, 3) == 0.0``.
+    ``round_significant(3.027, 3) == 3.03``; ``round_significant(0.0, 3) == 0.0``;
+    halves go away from zero as in habitat (``round_significant(17.25, 3) == 17.3``).
     """
     if value == 0:
         return 0.0
-    return round(value, figures - math.ceil(math.log10(abs(value))))
+    return round_half_away(value, figures - math.ceil(math.log10(abs(value))))
 
 
 def _numeric_scale(settings: Mapping[str, Any]) -> PostFilter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
 Value = int | float | str | None
@@ -92,6 +93,20 @@ def time(text: str) -> str:
     return f"{hh}:{mm}:{ss}"
 
 
+def round_half_away(value: float, places: int) -> float:
+    """Round *value* to *places* decimal places (negative: tens, hundreds...), halves
+    away from zero.
+
+    habitat ran on Python 2, whose ``round`` took the exact binary value of the
+    float and rounded halves away from zero; Python 3's rounds them to even
+    (``round(17.25, 1)`` is 17.2 in Python 3, 17.3 in habitat). This is habitat's.
+    """
+    if not math.isfinite(value):
+        return value
+    exact = Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return float(exact)
+
+
 def _number(text: str) -> float:
     # Python 3 also reads "1_000"; habitat (Python 2) did not.
     if "_" in text:
@@ -109,7 +124,8 @@ def make_coordinate(fmt: str, name: str) -> Sensor:
         fmt: the field's ``format`` (see :func:`coordinate_format_kind`).
             With ddmm.mmmm the value is degrees + minutes / 60, carrying the
             degrees' sign, rounded to 3 + (the input's decimal digits) places, as
-            habitat did.
+            habitat did
+            (halves away from zero, see :func:`round_half_away`).
         name: the field's name. ``latitude`` must lie within +-90 degrees, any
             other coordinate within +-180 (habitat's rule).
 
@@ -141,7 +157,8 @@ def make_coordinate(fmt: str, name: str) -> Sensor:
         minutes = _number(whole[-2:] + "." + fraction)
         if not 0.0 <= minutes < 60.0:
             raise SensorError(f"coordinate {text!r} has minutes outside 0 .. 60")
-        value = round(degrees + math.copysign(minutes / 60.0, degrees), len(fraction) + 3)
+        value = degrees + math.copysign(minutes / 60.0, degrees)
+        value = round_half_away(value, len(fraction) + 3)
         return in_range(value, text)
 
     return degrees_minutes
