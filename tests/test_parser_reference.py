@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-import pytest
-
 from habitat_http.parser import Parser, PayloadConfiguration, build_parser, load_configuration
 
 from .conftest import DATA
