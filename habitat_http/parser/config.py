@@ -226,14 +226,22 @@ def load_configuration(document: Mapping[str, Any]) -> PayloadConfiguration:
     try:
         return PayloadConfiguration.model_validate(document)
     except ValidationError as e:
-        errors: list[tuple[str, str]] = []
+        found: list[tuple[tuple[str | int, ...], str]] = []
         for err in e.errors():
             loc = tuple(err["loc"])
             cause = err.get("ctx", {}).get("error")
             if isinstance(cause, _RuleError):
-                errors.append((_path(loc + cause.subpath), cause.message))
+                found.append((loc + cause.subpath, cause.message))
+            elif err["type"] == "too_short":
+                found.append((loc, f"needs at least {err['ctx']['min_length']} item"))
             else:
-                errors.append((_path(loc), err["msg"]))
+                found.append((loc, err["msg"]))
+        # A list whose item failed is also reported as too short: keep the item's error.
+        errors = [
+            (_path(loc), message)
+            for loc, message in found
+            if not any(other[: len(loc)] == loc and len(other) > len(loc) for other, _ in found)
+        ]
         raise ConfigurationError(errors) from None
 
 
