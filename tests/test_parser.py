@@ -8,6 +8,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from habitat_http.parser import (
     ConfigurationError,
@@ -562,3 +564,66 @@ def test_configurations_are_not_changed_by_parsing() -> None:
     before = copy.deepcopy(document)
     build_parser([load_configuration(document)]).parse(crc("TEST,1,00:00:01,52.0,1.0,0"))
     assert document == before
+
+
+# --- never raises --------------------------------------------------------------
+
+_FUZZ_PARSER = build_parser(
+    [
+        load_configuration(
+            doc(
+                sentence(
+                    filters={
+                        "intermediate": [
+                            {"type": "normal", "filter": "common.zero_pad_times"},
+                            {"type": "normal", "filter": "common.semicolons_to_commas"},
+                        ],
+                        "post": [
+                            {
+                                "type": "normal",
+                                "filter": "common.numeric_scale",
+                                "source": "altitude",
+                                "factor": 1e300,
+                                "round": 2,
+                            },
+                            {"type": "normal", "filter": "common.invalid_location_zero"},
+                        ],
+                    }
+                ),
+                sentence(checksum="none", fields=[{"name": "x", "sensor": "base.ascii_float"}]),
+            )
+        )
+    ]
+)
+_SENTENCE_TEXT = st.text(alphabet="$TEST,*:;.-+0123456789abcdefABCDEF \r\n\x00é", max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=80), _SENTENCE_TEXT.map(str.encode), _SENTENCE_TEXT))
+def test_parse_never_raises_and_always_explains(raw: bytes | str) -> None:
+    for parser in (_FUZZ_PARSER, build_parser([])):
+        result = parser.parse(raw)
+        if result.ok:
+            assert result.data is not None and result.reason is None
+        else:
+            error = result.parse_error()
+            assert error is not None and isinstance(error["reason"], str) and error["reason"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 10**6),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.floats(-90, 90),
+    st.floats(-180, 180),
+    st.integers(-500, 50_000),
+)
+def test_well_formed_sentences_round_trip(
+    n: int, hh: int, mm: int, lat: float, lon: float, alt: int
+) -> None:
+    body = f"TEST,{n},{hh:02d}:{mm:02d}:07,{lat!r},{lon!r},{alt}"
+    result = _FUZZ_PARSER.parse(crc(body) + "\n")
+    assert result.ok, result.reason
+    assert (result.data["sentence_id"], result.data["time"]) == (n, f"{hh:02d}:{mm:02d}:07")
+    assert (result.data["latitude"], result.data["longitude"]) == (lat, lon)
