@@ -84,9 +84,8 @@ def time(text: str) -> str:
         hh, mm, ss = text[0:2], text[2:4], "00"
     else:
         raise SensorError(f"time {text!r} is not HH:MM:SS, HHMMSS, HH:MM or HHMM")
-    if not (hh.isdigit() and mm.isdigit() and ss.isdigit()) or not (
-        hh.isascii() and mm.isascii() and ss.isascii()
-    ):
+    digits = hh + mm + ss
+    if not (digits.isdigit() and digits.isascii()):
         raise SensorError(f"time {text!r} has a non-digit")
     if int(hh) > 23 or int(mm) > 59 or int(ss) > 61:
         raise SensorError(f"time {text!r} is out of range")

@@ -141,7 +141,16 @@ class CompiledSentence:
     Build once per configuration (with :meth:`__init__`), then call :meth:`parse`.
     """
 
-    __slots__ = ("_algorithm", "_count", "_fields", "_intermediate", "_post", "callsign")
+    __slots__ = (
+        "_algorithm",
+        "_count",
+        "_fields",
+        "_intermediate",
+        "_names",
+        "_post",
+        "_sensors",
+        "callsign",
+    )
 
     def __init__(self, config: SentenceConfig) -> None:
         """Compile *config* (already validated by :mod:`~habitat_http.parser.config`)."""
@@ -151,6 +160,8 @@ class CompiledSentence:
             (f.name, build_sensor(f), f"fields.{i} {f.name!r} ({f.sensor})")
             for i, f in enumerate(config.fields)
         )
+        self._names = tuple(name for name, _, _ in self._fields)
+        self._sensors = tuple(sensor for _, sensor, _ in self._fields)
         self._count = len(config.fields)
         self._intermediate = tuple(
             (f"intermediate filter {i} ({f.filter})", filter_rules.build_intermediate(f.settings()))
@@ -192,12 +203,19 @@ class CompiledSentence:
                 f"the sentence has {len(parts) - 1} fields after the callsign;"
                 f" the configuration has {self._count}"
             )
+        texts = parts[1:]
+        try:
+            values = [sensor(text) for sensor, text in zip(self._sensors, texts, strict=True)]
+        except ValueError:
+            # Rare: find the field and say which (the fast path above does not).
+            for (_, sensor, label), text in zip(self._fields, texts, strict=True):
+                try:
+                    sensor(text)
+                except ValueError as e:
+                    raise SentenceError(f"{label}: {e}") from None
+            raise
         data: dict[str, Any] = {"payload": parts[0]}
-        for (name, sensor, label), text in zip(self._fields, parts[1:], strict=True):
-            try:
-                data[name] = sensor(text)
-            except ValueError as e:
-                raise SentenceError(f"{label}: {e}") from None
+        data.update(zip(self._names, values, strict=True))
         data["_sentence"] = framed.text
         data["_protocol"] = "UKHAS"
         for label, post in self._post:
