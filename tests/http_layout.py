@@ -1,7 +1,7 @@
 """The shipped production layout for HTTP, run for real on free loopback ports:
 nginx with deploy/nginx/habitat-http.conf in front of ``gunicorn -c
 deploy/gunicorn.conf.py``, configured as deploy/systemd/habitat-gunicorn.service
-configures it (HABITAT_TRUSTED_PROXIES=1)."""
+configures it (its Environment=, e.g. HABITAT_TRUSTED_PROXIES=1)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from .conftest import ROOT, Server, free_port, start_gunicorn
 from .nginx import start_nginx
+from .units import read_unit
 
 
 @contextmanager
@@ -116,12 +117,8 @@ def nginx_site(name: str, port: int, replace: dict[str, str] | None = None) -> s
 def http_layout(tmp_path: Path, *, worker_connections: int = 64) -> Iterator[Layout]:
     """Start gunicorn (deploy/gunicorn.conf.py) and nginx (habitat-http.conf)."""
     db_url = f"sqlite:///{tmp_path}/habitat.db"
-    server = start_gunicorn(
-        tmp_path,
-        {"HABITAT_DB": db_url, "HABITAT_TRUSTED_PROXIES": "1"},
-        "-c",
-        "deploy/gunicorn.conf.py",
-    )
+    env = {**read_unit("habitat-gunicorn.service").environment(), "HABITAT_DB": db_url}
+    server = start_gunicorn(tmp_path, env, "-c", "deploy/gunicorn.conf.py")
     upstream = server.url.removeprefix("http://")
     port = free_port()
     site = nginx_site("habitat-http.conf", port, {"127.0.0.1:8000": upstream})

@@ -30,7 +30,10 @@ def unit_seconds(name: str, key: str) -> float:
 
 def test_gunicorn_settings() -> None:
     settings = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
-    assert settings["worker_class"] == "gthread"  # safe without a buffering proxy
+    # Threads share SQLite commits. Neither gthread nor sync survives slow clients
+    # alone: nginx in front does (tests/test_slow_clients.py).
+    assert settings["worker_class"] == "gthread"
+    assert settings["bind"] == ["127.0.0.1:8000"]  # loopback: nginx faces the clients
     assert settings["accesslog"] == "-"
     assert settings["graceful_timeout"] < settings["timeout"]
     # systemd must not kill workers in the middle of a graceful drain.
