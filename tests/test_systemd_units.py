@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,7 +151,7 @@ def test_scgi_units_group_lets_the_front_server_connect_and_the_server_archives(
             assert process.wait(30) == 0, (lib / "server.log").read_text()
 
 
-def archived(db_url: str) -> list[dict[str, object]]:
+def archived(db_url: str) -> list[dict[str, Any]]:
     """The payload_telemetry documents, from the real ``habitat-http archive``."""
     out = subprocess.run(
         [sys.executable, "-m", "habitat_http", "archive", "payload_telemetry", "--db", db_url],
