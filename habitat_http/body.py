@@ -23,7 +23,13 @@ import re
 import zlib
 from typing import Any
 
-from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from werkzeug.formparser import FormDataParser
 from werkzeug.wrappers import Request
 
@@ -97,12 +103,15 @@ def read_body(request: Request, max_body: int) -> bytes:
         RequestEntityTooLarge: the body, or what it decompresses to, is longer than
             ``max_body`` (413).
         UnsupportedMediaType: another Content-Encoding (415).
-        InvalidMessage: the compressed data is corrupt or truncated (400).
+        RequestTimeout: the server's read timeout passed while reading (408).
+        InvalidMessage: the request framing is broken (a chunk gunicorn cannot
+            decode, or a body that ends early), or the compressed data is corrupt
+            or truncated (400).
     """
     # One byte over the limit, so a chunked body that reaches it is known to be
     # too long instead of being silently cut short.
     request.max_content_length = max_body + 1
-    data = request.get_data(cache=False)
+    data = _read_input(request)
     if len(data) > max_body:
         raise RequestEntityTooLarge()
     header = request.headers.get("Content-Encoding", "")
@@ -119,6 +128,26 @@ def read_body(request: Request, max_body: int) -> bytes:
                 f"Content-Encoding {coding} is not supported; send gzip, deflate or identity."
             )
     return data
+
+
+def _read_input(request: Request) -> bytes:
+    """Read the body from ``wsgi.input``, turning broken framing into a 400 or 408."""
+    try:
+        return request.get_data(cache=False)
+    except TimeoutError:
+        # The server's read timeout: a slow client, not a wrong message.
+        raise RequestTimeout("The body did not arrive in time; send it again.") from None
+    except ParseException as exc:
+        # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
+        # or a malformed trailer (RFC 9112 section 7.1).
+        detail = str(exc)[:120]
+        raise InvalidMessage.one(None, f"The request framing is broken: {detail}.") from None
+    except (OSError, ClientDisconnected):
+        # The body stopped before its declared length or last chunk (gunicorn's
+        # NoMoreData), or the connection broke while it was read.
+        raise InvalidMessage.one(
+            None, "The request framing is broken: the body ended before its declared end."
+        ) from None
 
 
 def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
