@@ -177,9 +177,11 @@ class HabitatApp:
 
         Valid items are stored (in one transaction) even when others are
         rejected; retries of stored messages come back as duplicates. Answers
-        ``{"accepted", "duplicates", "rejected", "results": [{"index", "status",
-        "id"?, "ignored"?, "error"?, "field"?}]}``: 200, or 400 when every item
-        was rejected.
+        ``{"ok", "accepted", "duplicates", "rejected", "results": [{"index",
+        "status", "id"?, "ignored"?, "error"?, "field"?, "errors"?}]}``: 200, or
+        400 when every item was rejected, then with the keys of every error body
+        (:func:`error_response`) too. A rejected item's ``errors`` lists all its
+        problems; ``field`` and ``error`` are the first.
         """
         items = body.read_batch(request, self.config.max_batch_body, self.config.max_batch_items)
         now = self.clock()
@@ -189,11 +191,18 @@ class HabitatApp:
             result: dict[str, Any] = {"index": index}
             results.append(result)
             try:
+                if isinstance(item, InvalidMessage):
+                    raise item
                 if not isinstance(item, dict):
                     raise InvalidMessage.one(None, "The item must be a JSON object.")
                 valid.append((result, self._validate(item, request, now)))
             except InvalidMessage as exc:
-                result.update(status="rejected", error=exc.first.error, field=exc.first.field)
+                result.update(
+                    status="rejected",
+                    error=exc.first.error,
+                    field=exc.first.field,
+                    errors=[e.as_json() for e in exc.errors],
+                )
         stored = self.store.put_many([a.message for _, a in valid]) if valid else []
         for (result, accepted), outcome in zip(valid, stored, strict=True):
             result.update(
@@ -211,7 +220,12 @@ class HabitatApp:
             "rejected": counts["rejected"],
             "results": results,
         }
-        return _json(payload, 400 if counts["rejected"] == len(results) else 200)
+        if counts["rejected"] == len(results):
+            # A 400 like every other: the error keys, and the results saying why.
+            return error_response(
+                400, "Every message in the batch was rejected; each result says why.", **payload
+            )
+        return _json({"ok": True, **payload}, 200)
 
     def _validate(self, fields: dict[str, Any], request: Request, now: float) -> Accepted:
         return validate(
