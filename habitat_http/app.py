@@ -70,8 +70,8 @@ The same field names may be sent as application/x-www-form-urlencoded, with
 client's clock; the gateway corrects them to its own clock.
 
 Answers are JSON: 200 {{"ok": true, "id": ...}} once the message is stored;
-4xx {{"ok": false, "field": ..., "error": ...}} means fix the message and do not
-retry; 503 means retry later.
+4xx {{"ok": false, "error": ..., "field": ..., "errors": [...]}} means fix the
+message and do not retry; 503 means retry later.
 """
 
 

@@ -84,15 +84,18 @@ def _read_input(request: Request) -> bytes:
     """Read the body from ``wsgi.input``, turning broken framing into a 400 or 408."""
     try:
         return request.get_data(cache=False)
-    except TimeoutError:
-        # The server's read timeout: a slow client, not a wrong message.
-        raise RequestTimeout("The body did not arrive in time; send it again.") from None
     except ParseException as exc:
         # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
         # or a malformed trailer (RFC 9112 section 7.1).
         detail = str(exc)[:120]
         raise InvalidMessage.one(None, f"The request framing is broken: {detail}.") from None
-    except (OSError, ClientDisconnected):
+    except (OSError, ClientDisconnected) as exc:
+        # werkzeug turns an OSError from the stream into ClientDisconnected.
+        cause = exc if isinstance(exc, OSError) else exc.__context__
+        if isinstance(cause, TimeoutError):
+            # The server's read timeout (the SCGI connection deadline): a slow
+            # client, not a wrong message, so not a 400.
+            raise RequestTimeout("The body did not arrive in time; send it again.") from None
         # The body stopped before its declared length or last chunk (gunicorn's
         # NoMoreData), or the connection broke while it was read.
         raise InvalidMessage.one(

@@ -447,3 +447,24 @@ def test_batches_gzip_and_retries_over_scgi(scgi_server: SCGIServer) -> None:
     )
     assert bad.status == 400
     assert len(cli_messages(scgi_server.db_url)) == 20
+
+
+def test_a_body_that_stops_arriving_gets_408_not_500(tmp_path: Path) -> None:
+    # The client sends half the body and then nothing: the connection deadline
+    # passes while the app reads it. A timeout is not the client's wrong input.
+    server = launch(tmp_path, env={"HABITAT_SCGI_TIMEOUT": "1"})
+    try:
+        client = server.client
+        body = json.dumps(telem()).encode()
+        head = client.netstring(client.environ("POST", "/message", body, "application/json"))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(server.socket_path)
+            sock.sendall(head + body[:10])  # and keep the connection open
+            response = parse_response(b"".join(iter(lambda: sock.recv(65536), b"")))
+        assert response.status == 408, response.body
+        assert set(response.json()) >= {"ok", "error", "field", "errors"}
+        assert cli_messages(server.db_url) == []
+        assert "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()
