@@ -297,6 +297,8 @@ class HabitatApp:
         """The WSGI entry point without ProxyFix (PEP 3333)."""
         request = Request(environ)
         response = self.dispatch_request(request)
+        if response.status_code >= 400:
+            body.drain(request)
         return response(environ, start_response)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

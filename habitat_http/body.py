@@ -36,6 +36,12 @@ from .strictjson import first_problem, loads, parse
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
+#: The most of a refused body the gateway reads and discards before answering, in
+#: bytes. A front server (nginx, with client_max_body_size 2m in deploy/) still
+#: sending a body when the connection closes turns the answer into a 502, which
+#: clients retry; reading the rest lets it deliver the 4xx instead.
+DRAIN_LIMIT = 4 * 1024 * 1024
+
 
 def read_body(request: Request, max_body: int) -> bytes:
     """The whole request body, decompressed, at most ``max_body`` bytes.
@@ -101,6 +107,30 @@ def _read_input(request: Request) -> bytes:
         raise InvalidMessage.one(
             None, "The request framing is broken: the body ended before its declared end."
         ) from None
+
+
+def drain(request: Request, limit: int = DRAIN_LIMIT) -> None:
+    """Read and discard what the app left of the request body, up to ``limit`` bytes.
+
+    Called after a 4xx so that the connection can be closed (or reused) without
+    resetting a client or proxy that is still sending. werkzeug's input stream
+    knows how much of a Content-Length body was read; a chunked body is read to
+    its end. Errors while reading are ignored: the connection closes anyway.
+    """
+    try:
+        if request.environ.get("wsgi.input_terminated"):
+            # The server ends the input at the body's end (gunicorn, de-chunked).
+            stream = request.environ["wsgi.input"]
+        else:
+            request.max_content_length = None  # werkzeug's stream, without the 413 check
+            stream = request.stream  # knows how much of CONTENT_LENGTH was read
+        while limit > 0:
+            chunk = stream.read(min(limit, 65536))
+            if not chunk:
+                return
+            limit -= len(chunk)
+    except (OSError, ValueError, ParseException, ClientDisconnected):
+        pass
 
 
 def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:

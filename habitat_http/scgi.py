@@ -39,6 +39,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from . import body
+
 # flup 1.0.3 still calls Thread.setDaemon and threading.currentThread.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"flup\.")
 
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 
 #: Bytes of an unread request body drained before closing, so that closing a
 #: socket with unread data does not reset the response the front server reads.
-DRAIN_LIMIT = 1024 * 1024
+DRAIN_LIMIT = body.DRAIN_LIMIT
 
 
 class SCGIStartError(Exception):

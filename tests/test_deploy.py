@@ -134,11 +134,6 @@ def nginx_scgi() -> Iterator[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="habitat_http closes the connection with an over-long body unread (gunicorn;"
-    " SCGI drains only 1 MiB), so nginx, still sending it, answers 502",
-    strict=False,
-)
 def test_any_body_nginx_lets_through_gets_a_4xx(tmp_path: Path) -> None:
     sizes = (1024 * 1024 + 4096, 1536 * 1024, 2 * 1024 * 1024)  # up to client_max_body_size
     with http_layout(tmp_path) as layout, nginx_scgi() as scgi_port:
