@@ -261,7 +261,9 @@ class Uploader:
             self._cond.notify_all()
         self._thread.join()
         with self._stats_lock:
-            self._stats = replace(self._stats, waiting=len(self._queue))
+            self._stats = replace(
+                self._stats, waiting=len(self._queue), dropped=self._queue.dropped
+            )
         self._queue.close()
         if self._own_session:
             self._session.close()
