@@ -398,3 +398,15 @@ def test_sigterm_flushes_then_exits_and_a_second_sigterm_exits_at_once(
     assert proc.returncode == 128 + signal.SIGTERM
     assert b"stopped at once" in out and b"100 kept in the spool" in out
     assert count(offline, "spool") == 100
+
+
+def test_uploader_benchmark_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "bench/uploader.py", "--sentences", "300", "--workers", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert out.count("sentences/s") == 3 and "--spool" in out
