@@ -6,7 +6,9 @@ One run measures, each on a fresh database, until every sentence is stored:
       (each one committed to the SQLite spool before it is queued);
   (b) `habitat-http upload` without a spool (the queue in memory);
   (c) the Uploader library in one process, memory queue, from the first
-      received_telem() to close().
+      received_telem() to close();
+  (d) the Uploader library draining a spool that holds all the sentences (filled
+      beforehand, with the gateway away), as after an outage.
 The process start-up of (a) and (b) is included.
 
     python bench/uploader.py [--sentences N] [--workers 2] [--worker-class gthread]
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -29,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import start_gunicorn
+from bench.run import free_port, start_gunicorn
 from habitat_http.client import Uploader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +44,16 @@ def stored(db: Path) -> int:
 
 
 def measure(
-    args: argparse.Namespace, work: Path, name: str, run: Callable[[str, Path], None]
+    args: argparse.Namespace,
+    work: Path,
+    name: str,
+    run: Callable[[str, Path], None],
+    prepare: Callable[[Path], None] = lambda case: None,
 ) -> float:
     """Seconds for run(url, workdir) against a fresh gateway; checks every sentence arrived."""
     case = work / name
     case.mkdir()
+    prepare(case)
     db = case / "habitat.db"
     proc, url = start_gunicorn("wsgi:app", args, {"HABITAT_DB": f"sqlite:///{db}"})
     try:
@@ -98,6 +106,20 @@ def main() -> None:
             if not uploader.close():
                 sys.exit("library: not everything was uploaded")
 
+        def fill_spool(case: Path) -> None:
+            # Its retry warnings about the absent gateway are expected here.
+            logging.getLogger("habitat_http.client").setLevel(logging.ERROR)
+            offline = Uploader(f"http://127.0.0.1:{free_port()}", "M0BENCH", spool=case / "s.db")
+            for line in lines:
+                offline.received_telem(line)
+            offline.close(timeout=0)
+            logging.getLogger("habitat_http.client").setLevel(logging.NOTSET)
+
+        def drain_spool(url: str, case: Path) -> None:
+            with Uploader(url, "M0BENCH", spool=case / "s.db", max_batch=args.max_batch) as up:
+                if not up.flush():
+                    sys.exit("drain: not everything was uploaded")
+
         results = [
             (
                 "habitat-http upload --spool",
@@ -105,6 +127,10 @@ def main() -> None:
             ),
             ("habitat-http upload, memory queue", measure(args, work, "memory", command())),
             ("Uploader library, memory queue", measure(args, work, "library", library)),
+            (
+                "Uploader draining a full spool",
+                measure(args, work, "drain", drain_spool, fill_spool),
+            ),
         ]
     print(
         f"{args.sentences} real sentences, gunicorn {args.workers} {args.worker_class} workers"

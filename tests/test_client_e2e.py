@@ -409,4 +409,4 @@ def test_uploader_benchmark_runs() -> None:
         check=True,
         timeout=120,
     ).stdout
-    assert out.count("sentences/s") == 3 and "--spool" in out
+    assert out.count("sentences/s") == 4 and "--spool" in out

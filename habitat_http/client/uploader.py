@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -165,8 +165,10 @@ class Uploader:
         self._own_session = session is None
         self._session = session or requests.Session()
         self._limit = max_batch  # lowered after a 413
-        self._stats = UploadStats()
+        self._counts = dict.fromkeys(("queued", "stored", "duplicates", "rejected"), 0)
+        self._counts.update(requests=0, retries=0, dropped=0, waiting=0)
         self._stats_lock = threading.Lock()
+        self._left: bool | None = None  # close()'s answer, once closed
         self._cond = threading.Condition()
         self._flushing = 0
         self._closed = False
@@ -253,30 +255,27 @@ class Uploader:
         still queued stays in the spool for the next run, or is lost without one.
         Returns True when nothing was left waiting. Calling it again does nothing."""
         if self._closed:
-            return len(self._queue) == 0 if self._thread.is_alive() else True
+            return self._left is False
         self._closed = True
-        done = self.flush(timeout)
+        self.flush(timeout)
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         self._thread.join()
+        self.stats()  # the last look at the queue
         with self._stats_lock:
-            self._stats = replace(
-                self._stats, waiting=len(self._queue), dropped=self._queue.dropped
-            )
-        self._queue.close()
+            self._left = self._counts["waiting"] > 0
+            self._queue.close()
         if self._own_session:
             self._session.close()
-        return done
+        return not self._left
 
     def stats(self) -> UploadStats:
         """A snapshot of the counts (see :class:`UploadStats`)."""
         with self._stats_lock:
-            if self._thread.is_alive():
-                self._stats = replace(
-                    self._stats, waiting=len(self._queue), dropped=self._queue.dropped
-                )
-            return self._stats
+            if self._left is None:  # the queue is still open
+                self._counts.update(waiting=len(self._queue), dropped=self._queue.dropped)
+            return UploadStats(**self._counts)
 
     def __enter__(self) -> Uploader:
         return self
@@ -308,9 +307,8 @@ class Uploader:
 
     def _count(self, **deltas: int) -> None:
         with self._stats_lock:
-            self._stats = replace(
-                self._stats, **{k: getattr(self._stats, k) + v for k, v in deltas.items()}
-            )
+            for key, delta in deltas.items():
+                self._counts[key] += delta
 
     def _ready(self) -> float | None:
         """Called under the condition: 0 to send now, seconds to wait, None to idle."""
