@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import pytest
 
-from habitat_http.client import Backoff, SQLiteSpool, Uploader
+from habitat_http.client import Backoff, SQLiteSpool, Uploader, sentence_of
 
 from .conftest import ROOT, Server, cli_messages, free_port
 
@@ -410,3 +410,49 @@ def test_uploader_benchmark_runs() -> None:
         timeout=120,
     ).stdout
     assert out.count("sentences/s") == 4 and "--spool" in out
+
+
+BIG = bytes(range(256)) * 8  # 2048 bytes, the most one RECEIVED_TELEM may hold
+
+
+def test_a_whole_request_4xx_is_reported_for_its_messages_and_never_retried(
+    gunicorn: Start, tmp_path: Path
+) -> None:
+    server, log = flaky(gunicorn, tmp_path, HABITAT_MAX_BATCH_BODY="2800")
+    rejected: list[tuple[bytes | None, str | None, str]] = []
+    uploader = Uploader(
+        server.url,
+        "M0TEST",
+        batch_interval=60,
+        on_rejected=lambda m, field, error: rejected.append((sentence_of(m), field, error)),
+    )
+    with uploader:
+        uploader.received_telem(b"$$TEST,1,12:00:00*0000")  # sent alone, at once
+        wait_until(lambda: log.exists())
+        uploader.received_telem(b"$$TEST,2,12:00:00*0000")
+        uploader.received_telem(BIG)  # over the gateway's body limit alone
+    seen = requests_log(log)
+    # 413 for the pair: halved; the big one alone gets 413 again: rejected, not retried.
+    assert [(r["status"], r["items"]) for r in seen] == [(200, 1), (413, 2), (200, 1), (413, 1)]
+    assert len(rejected) == 1 and rejected[0][0] == BIG
+    assert rejected[0][1] is None and "2800" in rejected[0][2]  # the gateway's sentence
+    assert stored_sentences(tmp_path) == [b"$$TEST,1,12:00:00*0000", b"$$TEST,2,12:00:00*0000"]
+
+
+def test_threads_share_one_uploader(gunicorn: Start, tmp_path: Path) -> None:
+    server = gunicorn(db_env(tmp_path), "--workers", "1")
+    uploader = Uploader(server.url, "M0TEST", batch_interval=0.05)
+
+    def station(n: int) -> None:
+        for i in range(250):
+            uploader.received_telem(f"$$T{n},{i}*0000")
+
+    threads = [threading.Thread(target=station, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert uploader.close(timeout=60)
+    got = Counter(stored_sentences(tmp_path))
+    assert len(got) == 1000 and set(got.values()) == {1}
+    assert uploader.stats().stored == 1000
