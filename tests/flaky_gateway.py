@@ -8,7 +8,8 @@ values in the batch), and can misbehave:
 - ``FLAKY_503=N``: the first N requests get 503 with ``Retry-After:
   $FLAKY_RETRY_AFTER`` (default 2), and nothing is stored;
 - ``FLAKY_LOSE=N``: the first N requests are stored, but the answer is replaced by a
-  503, as when the answer is lost on the way back.
+  503, as when the answer is lost on the way back;
+- ``FLAKY_REDIRECT=N``: the first N requests get a 301 to /moved/messages on the same server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from habitat_http import create_app
@@ -52,6 +54,8 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
     if _seen <= int(os.environ.get("FLAKY_503", "0")):
         answer: Iterable[bytes] = _unavailable()(environ, recording_start_response)
+    elif _seen <= int(os.environ.get("FLAKY_REDIRECT", "0")):
+        answer = redirect("/moved/messages", 301)(environ, recording_start_response)
     elif _seen <= int(os.environ.get("FLAKY_LOSE", "0")):
         b"".join(_inner(environ, lambda *a: None))  # stored; the answer is lost
         answer = _unavailable()(environ, recording_start_response)

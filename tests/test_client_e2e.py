@@ -456,3 +456,38 @@ def test_threads_share_one_uploader(gunicorn: Start, tmp_path: Path) -> None:
     got = Counter(stored_sentences(tmp_path))
     assert len(got) == 1000 and set(got.values()) == {1}
     assert uploader.stats().stored == 1000
+
+
+def test_a_redirect_is_not_followed_and_the_batch_is_kept(
+    gunicorn: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, log = flaky(gunicorn, tmp_path, FLAKY_REDIRECT="2")
+    uploader = Uploader(server.url, "M0TEST", backoff=Backoff(base=0.1, random=lambda: 1.0))
+    uploader.received_telem(b"$$TEST,1,12:00:00*0000")
+    assert uploader.close(timeout=30)
+    assert [r["status"] for r in requests_log(log)] == [301, 301, 200]
+    assert any(
+        "/moved/messages; check the url" in r.getMessage() for r in caplog.records
+    )
+    assert stored_sentences(tmp_path) == [b"$$TEST,1,12:00:00*0000"]
+
+
+def test_listener_messages_repeat(gunicorn: Start, tmp_path: Path) -> None:
+    server = gunicorn(db_env(tmp_path), "--workers", "1")
+    proc = start_upload(
+        server.url,
+        "--listener-info",
+        "name=Test",
+        "--position",
+        "51.5,-0.12,35",
+        "--listener-every",
+        "1",
+        "--batch-interval",
+        "0.1",
+    )
+    wait_until(lambda: count(tmp_path / "habitat.db", "messages") >= 6)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    kinds = [m["type"] for m in stored(tmp_path)]
+    assert kinds[:6] == ["LISTENER_INFO", "LISTENER_TELEM"] * 3

@@ -10,6 +10,8 @@ input and do not retry, 503 means retry later. So:
   reported with the gateway's field and error, and never retried. Exceptions:
   408 and 429 mean "try again later" by definition (RFC 9110 15.5.9, RFC 6585
   section 4), and 413 for a batch of several messages halves the batch instead.
+- a redirect is not followed (requests would turn the POST into a GET) but
+  logged and retried, so a wrong URL keeps the messages queued.
 - 5xx, a timeout or a connection error: retried, with exponential backoff and
   full jitter from 1 s to 300 s (:mod:`.backoff`), never sooner than Retry-After.
   Nothing leaves the queue on such a failure.
@@ -369,6 +371,8 @@ class Uploader:
                 data=body,
                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
                 timeout=self.timeout,
+                # requests would follow a 301/302 with a GET, whose 405 would drop the batch.
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             return self._retry(len(sent), f"{type(exc).__name__}: {exc}", None)
@@ -399,7 +403,9 @@ class Uploader:
             answer.rejected = [(e, field if isinstance(field, str) else None, error) for e in sent]
             self._finish(sent, answer)
             return 0.0
-        return self._retry(len(sent), f"unexpected HTTP {status}", retry_after)
+        where = response.headers.get("Location")
+        why = f"unexpected HTTP {status}" + (f" to {where}; check the url" if where else "")
+        return self._retry(len(sent), why, retry_after)
 
     def _retry(self, count: int, why: str, retry_after: float | None) -> float:
         self._count(retries=1)
