@@ -203,14 +203,20 @@ def upload(
             listener_messages()
 
     listener_messages()
-    for target in (read_lines, repeat_listener):
-        threading.Thread(target=target, daemon=True).start()
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    threading.Thread(target=repeat_listener, daemon=True).start()
     while not stop.wait(1.0):  # a timeout keeps the main thread responsive to signals
         pass
     with gate:
         state["closing"] = True
     uploader.close()
     _summary(uploader, spool, at_once=False)
+    if reader.is_alive():
+        # Still blocked reading the input (we stopped on a signal): it holds the
+        # input's buffer lock, and interpreter shutdown would abort on that lock.
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _print_rejection(message: dict[str, Any], field: str | None, error: str) -> None:

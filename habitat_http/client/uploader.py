@@ -253,7 +253,8 @@ class Uploader:
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush (see :meth:`flush`; ``timeout`` in seconds, None waits as long as it
-        takes), then stop the thread and close the queue and our session. What is
+        takes), then stop the thread (a request in flight may take up to the
+        request ``timeout`` more) and close the queue and our session. What is
         still queued stays in the spool for the next run, or is lost without one.
         Returns True when nothing was left waiting. Calling it again does nothing."""
         if self._closed:
