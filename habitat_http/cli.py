@@ -286,3 +286,8 @@ def init_db(db_url: str | None) -> None:
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{url}: schema is up to date")
+
+
+from .client.command import upload  # noqa: E402
+
+main.add_command(upload)
