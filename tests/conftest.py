@@ -238,9 +238,13 @@ def pg_reset(url: str) -> None:
     """Empty every table of the test database (the schema stays)."""
     import psycopg
 
+    from habitat_http.archive import open_archive
     from habitat_http.store.postgres import PostgresStore
 
-    PostgresStore(url).initialize()
+    store = PostgresStore(url)
+    store.initialize()
+    open_archive(store).initialize()
+    store.close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(ARCHIVE_TABLES)} RESTART IDENTITY")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from habitat_http.archive.sink import ArchiveSink
 from habitat_http.sinks import SinkContext, SinkLoadError, load
-from habitat_http.sinks.archive import ArchiveSink
 
 from . import sink_examples
 
