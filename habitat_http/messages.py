@@ -1,8 +1,8 @@
 """Message types, their data rules, callsign rules and clock correction.
 
 Pure code with no I/O. The rules follow habitat's message format as modernised in
-docs/architecture.rst ("Messages"): a client posts ``callsign``, ``type``, ``time_created``,
-``time_uploaded`` and ``data``; the gateway checks each field, corrects the
+docs/architecture.rst ("Messages"): a client posts ``callsign``, ``type``,
+``time_created``, ``time_uploaded`` and ``data``; the gateway checks each field, corrects the
 client's clock and hands back a :class:`Message` ready to store.
 
 Schemas are pydantic models in strict mode, so ``true`` is never a number and

@@ -15,7 +15,7 @@ SCGI server did around it:
   unless asked, and is created under a umask so it is never wider in between;
 - SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI and the mount prefix,
   because Apache's mod_proxy_scgi sends the whole path as SCRIPT_NAME and nginx's
-  scgi_params send no PATH_INFO (DESIGN.md section 5);
+  scgi_params send no PATH_INFO (docs/architecture.rst, "Front servers");
 - the app is served without ProxyFix: the front server sets REMOTE_ADDR, so
   X-Forwarded-For is never applied on this path.
 
