@@ -4,6 +4,7 @@ telemetry from tests/data, and real gunicorn processes on free loopback ports.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -214,6 +215,16 @@ def pg_url() -> Iterator[str]:
     """A throwaway database on the machine's PostgreSQL, for this test session.
 
     Skips (saying why) only when no server is reachable; .ci/run starts one.
+    """
+    with throwaway_pg_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_pg_database() -> Iterator[str]:
+    """The URL of a new, empty database on the machine's PostgreSQL, dropped after.
+
+    Skips (saying why) only when no server is reachable.
     """
     import uuid
 

@@ -4,7 +4,6 @@ them (from tests/data, made by that version of habitat_http), and a newer one.""
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -17,7 +16,7 @@ from habitat_http.archive.migrations import MIGRATIONS
 from habitat_http.messages import RECEIVED_TELEM, Message
 from habitat_http.store import START, CheckpointStore, SchemaTooNew, open_store
 
-from .conftest import PG_ADMIN_URL
+from .conftest import throwaway_pg_database
 
 DATA = Path(__file__).parent / "data"
 #: The string every receiver in the old databases reported (see tests/data/SOURCES.md).
@@ -29,21 +28,9 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a database with nothing in it, not even the store's tables."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/habitat.db"
-        return
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}".strip())
-    name = f"habitat_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        with throwaway_pg_database() as url:
+            yield url
 
 
 def run_sql(url: str, script: str) -> list[Any]:

@@ -14,8 +14,7 @@ recorded as such and nothing is created again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final
 
 from ..store.migrations import Migration, pending
 
@@ -24,7 +23,19 @@ COMPONENT: Final = "archive"
 #: store's migrations of habitat_http before the split made it (version 1).
 _FIRST_TABLE: Final = "payload_telemetry"
 
-_TABLES = """
+_LISTENER_TABLE = """
+    CREATE TABLE {table} (
+        id             TEXT   PRIMARY KEY,
+        callsign       TEXT   NOT NULL,
+        time_created   {int}  NOT NULL,
+        time_uploaded  {int}  NOT NULL,
+        data           {json} NOT NULL,
+        source_message {int}  NOT NULL UNIQUE
+    );
+    CREATE INDEX {table}_latest ON {table} (callsign, time_created, source_message);
+"""
+_TABLES = (
+    """
     CREATE TABLE payload_telemetry (
         id                     TEXT   PRIMARY KEY,
         raw                    TEXT   NOT NULL,
@@ -33,27 +44,10 @@ _TABLES = """
         first_message          {int}  NOT NULL
     );
     CREATE INDEX payload_telemetry_first ON payload_telemetry (first_message);
-    CREATE TABLE listener_information (
-        id             TEXT   PRIMARY KEY,
-        callsign       TEXT   NOT NULL,
-        time_created   {int}  NOT NULL,
-        time_uploaded  {int}  NOT NULL,
-        data           {json} NOT NULL,
-        source_message {int}  NOT NULL UNIQUE
-    );
-    CREATE INDEX listener_information_latest
-        ON listener_information (callsign, time_created, source_message);
-    CREATE TABLE listener_telemetry (
-        id             TEXT   PRIMARY KEY,
-        callsign       TEXT   NOT NULL,
-        time_created   {int}  NOT NULL,
-        time_uploaded  {int}  NOT NULL,
-        data           {json} NOT NULL,
-        source_message {int}  NOT NULL UNIQUE
-    );
-    CREATE INDEX listener_telemetry_latest
-        ON listener_telemetry (callsign, time_created, source_message);
 """
+    + _LISTENER_TABLE.replace("{table}", "listener_information")
+    + _LISTENER_TABLE.replace("{table}", "listener_telemetry")
+)
 
 #: The archive's migrations for each store dialect (``CheckpointStore.dialect``).
 MIGRATIONS: Final[dict[str, tuple[Migration, ...]]] = {
@@ -61,46 +55,46 @@ MIGRATIONS: Final[dict[str, tuple[Migration, ...]]] = {
     "postgresql": (Migration(_TABLES.format(json="JSONB", int="BIGINT")),),
 }
 
-
-class SchemaTx(Protocol):
-    """What :func:`migrate` needs, inside one transaction that holds the database's
-    migration lock; each backend implements it in its own SQL."""
-
-    def recorded_version(self, component: str) -> int | None:
-        """The component's version in ``schema_versions`` (created if missing), or
-        None when it has no row."""
-        ...
-
-    def has_table(self, name: str) -> bool:
-        """Whether the table exists."""
-        ...
-
-    def execute(self, statement: str) -> None:
-        """Run one DDL statement."""
-        ...
-
-    def record_version(self, component: str, version: int) -> None:
-        """Set the component's row in ``schema_versions``."""
-        ...
+#: What differs between dialects in the version bookkeeping: the parameter mark,
+#: and a query that gives a row when the table named by its parameter exists.
+_DIALECTS: Final = {
+    "sqlite": ("?", "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"),
+    "postgresql": ("%s", "SELECT 1 WHERE to_regclass(%s) IS NOT NULL"),
+}
 
 
-def migrate(tx: SchemaTx, name: str, migrations: Sequence[Migration], at_startup: bool) -> None:
-    """Bring the archive's tables up to date, in ``tx``.
+def migrate(conn: Any, dialect: str, name: str, at_startup: bool) -> None:
+    """Bring the archive's tables up to date.
 
     Args:
+        conn: a sqlite3 or psycopg connection, inside a transaction that holds the
+            database's lock for migrations.
+        dialect: ``sqlite`` or ``postgresql``.
         name: the database, for messages.
-        migrations: the archive's migrations for this database's dialect.
         at_startup: False for ``habitat-http init-db``.
 
     Raises:
         SchemaTooNew, MigrationNeeded: see :func:`habitat_http.store.migrations.pending`.
     """
-    recorded = tx.recorded_version(COMPONENT)
+    mark, has_table = _DIALECTS[dialect]
+    migrations = MIGRATIONS[dialect]
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions"
+        " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    row = conn.execute(
+        f"SELECT version FROM schema_versions WHERE component = {mark}", (COMPONENT,)
+    ).fetchone()
+    recorded = None if row is None else int(row[0])
     current = recorded
     if current is None:
-        current = 1 if tx.has_table(_FIRST_TABLE) else 0
+        current = 1 if conn.execute(has_table, (_FIRST_TABLE,)).fetchone() else 0
     for migration in pending(f"{name} (archive)", current, migrations, at_startup):
         for statement in migration.statements():
-            tx.execute(statement)
+            conn.execute(statement)
     if recorded is None or recorded < len(migrations):
-        tx.record_version(COMPONENT, max(current, len(migrations)))
+        conn.execute(
+            f"INSERT INTO schema_versions (component, version) VALUES ({mark}, {mark})"
+            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            (COMPONENT, max(current, len(migrations))),
+        )

@@ -68,12 +68,7 @@ class PostgresArchive:
         """
         with self.store.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            migrations.migrate(
-                _PostgresSchemaTx(conn),
-                repr(self.store),
-                migrations.MIGRATIONS["postgresql"],
-                at_startup,
-            )
+            migrations.migrate(conn, self.store.dialect, repr(self.store), at_startup)
         self._ready = True
 
     def apply(self, batch: Sequence[StoredMessage]) -> None:
@@ -188,35 +183,4 @@ class _PostgresArchiveTx:
             " receivers = excluded.receivers,"
             " estimated_time_created = excluded.estimated_time_created",
             (doc_id, raw, Jsonb(receivers), estimate, first_message),
-        )
-
-
-class _PostgresSchemaTx:
-    """:class:`habitat_http.archive.migrations.SchemaTx` on one PostgreSQL transaction."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-
-    def recorded_version(self, component: str) -> int | None:
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions"
-            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        row = self.conn.execute(
-            "SELECT version FROM schema_versions WHERE component = %s", (component,)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def has_table(self, name: str) -> bool:
-        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-        return row is not None and bool(row[0])
-
-    def execute(self, statement: str) -> None:
-        self.conn.execute(statement)
-
-    def record_version(self, component: str, version: int) -> None:
-        self.conn.execute(
-            "INSERT INTO schema_versions (component, version) VALUES (%s, %s)"
-            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            (component, version),
         )

@@ -89,37 +89,6 @@ class _SQLiteArchiveTx:
         )
 
 
-class _SQLiteSchemaTx:
-    """:class:`habitat_http.archive.migrations.SchemaTx` on one SQLite write transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def recorded_version(self, component: str) -> int | None:
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions"
-            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        row = self.conn.execute(
-            "SELECT version FROM schema_versions WHERE component = ?", (component,)
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def has_table(self, name: str) -> bool:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        return self.conn.execute(sql, (name,)).fetchone() is not None
-
-    def execute(self, statement: str) -> None:
-        self.conn.execute(statement)
-
-    def record_version(self, component: str, version: int) -> None:
-        self.conn.execute(
-            "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
-            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            (component, version),
-        )
-
-
 class SQLiteArchive:
     """payload_telemetry, listener_information and listener_telemetry in SQLite.
 
@@ -140,9 +109,7 @@ class SQLiteArchive:
             SchemaTooNew, MigrationNeeded, StoreUnavailable.
         """
         with self.store.write() as conn:
-            migrations.migrate(
-                _SQLiteSchemaTx(conn), self.store.path, migrations.MIGRATIONS["sqlite"], at_startup
-            )
+            migrations.migrate(conn, self.store.dialect, self.store.path, at_startup)
         self._ready = True
 
     def apply(self, batch: Sequence[StoredMessage]) -> None:
