@@ -105,3 +105,14 @@ def test_a_newer_archive_schema_is_refused(empty_url: str) -> None:
     with pytest.raises(SchemaTooNew, match="archive"):
         open_archive(store).initialize()
     store.close()
+
+
+def test_reading_documents_creates_nothing(empty_url: str) -> None:
+    store = open_store(empty_url)
+    archive = open_archive(store)
+    assert list(archive.documents("payload_telemetry")) == []
+    with pytest.raises(Exception, match="schema_versions"):
+        run_sql(empty_url, "SELECT count(*) FROM schema_versions")
+    with pytest.raises(ValueError, match="unknown document type"):
+        list(archive.documents("payload_configuration"))
+    store.close()

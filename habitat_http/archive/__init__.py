@@ -60,6 +60,8 @@ class Archive(Protocol):
     def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
         """Documents of one type, in the order of the messages that created them.
 
+        Only reads (creates no table), so it also works on a read-only store.
+
         Raises:
             ValueError: ``doc_type`` is not one of :data:`DOCUMENT_TYPES`.
         """

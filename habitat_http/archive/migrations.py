@@ -63,6 +63,11 @@ _DIALECTS: Final = {
 }
 
 
+def has_tables(conn: Any, dialect: str) -> bool:
+    """Whether the archive's tables exist (a read: nothing is created)."""
+    return bool(conn.execute(_DIALECTS[dialect][1], (_FIRST_TABLE,)).fetchone())
+
+
 def migrate(conn: Any, dialect: str, name: str, at_startup: bool) -> None:
     """Bring the archive's tables up to date.
 
@@ -76,7 +81,7 @@ def migrate(conn: Any, dialect: str, name: str, at_startup: bool) -> None:
     Raises:
         SchemaTooNew, MigrationNeeded: see :func:`habitat_http.store.migrations.pending`.
     """
-    mark, has_table = _DIALECTS[dialect]
+    mark = _DIALECTS[dialect][0]
     migrations = MIGRATIONS[dialect]
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_versions"
@@ -88,7 +93,7 @@ def migrate(conn: Any, dialect: str, name: str, at_startup: bool) -> None:
     recorded = None if row is None else int(row[0])
     current = recorded
     if current is None:
-        current = 1 if conn.execute(has_table, (_FIRST_TABLE,)).fetchone() else 0
+        current = 1 if has_tables(conn, dialect) else 0
     for migration in pending(f"{name} (archive)", current, migrations, at_startup):
         for statement in migration.statements():
             conn.execute(statement)

@@ -105,13 +105,16 @@ class PostgresArchive:
             rules.apply(_PostgresArchiveTx(conn), batch)
 
     def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Documents of ``doc_type`` in the order of the message that first made them."""
-        if not self._ready:
-            self.initialize()
-        yield from rules.paged_documents(doc_type, after, self._page)
+        """Documents of ``doc_type`` in the order of the message that first made them.
+
+        Only reads: before the archive's tables exist there are no documents.
+        """
+        return rules.paged_documents(doc_type, after, self._page)
 
     def _page(self, doc_type: str, after: int) -> list[Any]:
         with self.store.transaction() as conn:
+            if not self._ready and not migrations.has_tables(conn, self.store.dialect):
+                return []
             return conn.execute(_PAGES[doc_type], (after,)).fetchall()
 
     def close(self) -> None:

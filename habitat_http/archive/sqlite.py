@@ -135,11 +135,13 @@ class SQLiteArchive:
         Args:
             doc_type: payload_telemetry, listener_information or listener_telemetry.
             after: only documents first created by a message with a greater id.
+
+        Only reads: before the archive's tables exist there are no documents.
         """
-        if not self._ready:
-            self.initialize()
-        yield from rules.paged_documents(doc_type, after, self._page)
+        return rules.paged_documents(doc_type, after, self._page)
 
     def _page(self, doc_type: str, after: int) -> list[Any]:
         with self.store.read() as conn:
+            if not self._ready and not migrations.has_tables(conn, self.store.dialect):
+                return []
             return conn.execute(_PAGES[doc_type], (after,)).fetchall()
