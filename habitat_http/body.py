@@ -1,6 +1,7 @@
 """Decoding a request body into message fields.
 
-Two content types carry a message (habitat's HTTP POST format, DESIGN.md section 3):
+Two content types carry a message (habitat's HTTP POST format;
+docs/architecture.rst, "Messages"):
 
 - ``application/json``: one JSON object with the message's fields;
 - ``application/x-www-form-urlencoded``: the same field names, where ``data`` holds

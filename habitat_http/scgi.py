@@ -15,7 +15,7 @@ SCGI server did around it:
   unless asked, and is created under a umask so it is never wider in between;
 - SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI and the mount prefix,
   because Apache's mod_proxy_scgi sends the whole path as SCRIPT_NAME and nginx's
-  scgi_params send no PATH_INFO (DESIGN.md section 5); without a prefix, a
+  scgi_params send no PATH_INFO (docs/architecture.rst, "Front servers"); without a prefix, a
   SCRIPT_NAME that is a proper prefix of the path is the mount point (PEP 3333);
 - the body is read as exactly CONTENT_LENGTH bytes, as the SCGI spec defines it,
   even when the front server passes the client's Transfer-Encoding: chunked;

@@ -11,7 +11,12 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def write_conf(
-    work: Path, site: str, *, user: str = "nobody nogroup", worker_connections: int = 64
+    work: Path,
+    site: str,
+    *,
+    user: str = "nobody nogroup",
+    worker_connections: int = 64,
+    access_log: bool = True,
 ) -> Path:
     """Write a minimal nginx.conf in ``work`` that includes ``site``; return its path.
 
@@ -20,12 +25,13 @@ def write_conf(
     nobody by default, so the SCGI socket must be reachable by anyone), and
     ``work`` must then be reachable by that user for bodies buffered to disk.
     ``worker_connections`` bounds the connections of the one worker, client and
-    upstream ones together.
+    upstream ones together. The benchmarks turn the access log off.
     """
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy("/etc/nginx/scgi_params", work / "scgi_params")
     (work / "habitat.conf").write_text(site)
     user = f"user {user};" if os.geteuid() == 0 else ""
+    log = f"{work}/access.log" if access_log else "off"
     temps = " ".join(
         f"{kind}_temp_path {work}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -34,7 +40,7 @@ def write_conf(
     conf.write_text(
         f"{user} worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log warn;"
         f" events {{ worker_connections {worker_connections}; }}"
-        f" http {{ access_log {work}/access.log; {temps} include {work}/habitat.conf; }}\n"
+        f" http {{ access_log {log}; {temps} include {work}/habitat.conf; }}\n"
     )
     return conf
 
@@ -45,10 +51,17 @@ def nginx_command(work: Path, conf: Path, *args: str) -> list[str]:
 
 
 def start_nginx(
-    work: Path, site: str, *, user: str = "nobody nogroup", worker_connections: int = 64
+    work: Path,
+    site: str,
+    *,
+    user: str = "nobody nogroup",
+    worker_connections: int = 64,
+    access_log: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start nginx in the foreground with ``site`` (see write_conf for the options)."""
-    conf = write_conf(work, site, user=user, worker_connections=worker_connections)
+    conf = write_conf(
+        work, site, user=user, worker_connections=worker_connections, access_log=access_log
+    )
     return subprocess.Popen(
         nginx_command(work, conf, "-g", "daemon off;"),
         stdout=subprocess.DEVNULL,
