@@ -137,7 +137,7 @@ def _db(db_url: str | None) -> tuple[Config, str]:
     "config_file",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="TOML file naming the sinks; default: the archive sink alone.",
+    help="TOML file naming the sinks; default: the archive and parser sinks.",
 )
 def server(db_url: str | None, config_file: str | None) -> None:
     """Run the message server: deliver stored messages to the sinks, until SIGTERM.
@@ -250,7 +250,7 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
     "config_file",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Message server config (sinks); default: the archive sink alone.",
+    help="Message server config (sinks); default: the archive and parser sinks.",
 )
 @click.option(
     "--no-server", is_flag=True, help="Serve the gateway alone, without the message server."

@@ -154,7 +154,8 @@ class ServerConfig:
     """Settings of the message server (``habitat-http server --config FILE``).
 
     Attributes:
-        sinks: the sinks to load; the archive sink alone by default.
+        sinks: the sinks to load; by default the archive and the parser (which
+            turns RECEIVED_TELEM into TELEM, which the archive merges).
         batch_size: messages read and delivered at once.
         poll_interval: seconds between looks for new messages when idle.
         retry_initial: seconds before the first retry of a failing sink; doubled
@@ -162,7 +163,7 @@ class ServerConfig:
         retry_max: the longest wait between retries, in seconds.
     """
 
-    sinks: tuple[SinkSpec, ...] = (SinkSpec("archive", "archive"),)
+    sinks: tuple[SinkSpec, ...] = (SinkSpec("archive", "archive"), SinkSpec("parser", "parser"))
     batch_size: int = 500
     poll_interval: float = 0.2
     retry_initial: float = 0.5

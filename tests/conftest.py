@@ -207,6 +207,7 @@ ARCHIVE_TABLES = (
     "payload_telemetry",
     "listener_information",
     "listener_telemetry",
+    "payload_configurations",
 )
 
 
@@ -250,11 +251,13 @@ def pg_reset(url: str) -> None:
     import psycopg
 
     from habitat_http.archive import open_archive
+    from habitat_http.parser.documents import ConfigurationDocuments
     from habitat_http.store.postgres import PostgresStore
 
     store = PostgresStore(url)
     store.initialize()
     open_archive(store).initialize()
+    ConfigurationDocuments(store).initialize()
     store.close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(ARCHIVE_TABLES)} RESTART IDENTITY")
