@@ -8,6 +8,10 @@ Durability and concurrency choices, from SQLite's documentation:
   sqlite3 connection must not cross processes; a lock shares it between threads.
 - ``BEGIN IMMEDIATE`` takes the write lock at the start of a transaction, so a
   waiting writer honours ``busy_timeout`` instead of failing on lock upgrade.
+- One deadline per write (``timeout`` seconds from the call): the waits for this
+  process's write slot, for the cross-process ``flock`` and for SQLite's lock
+  (``busy_timeout``, set to what is left) all count against it, so a write
+  answers within ``timeout`` plus the commit itself.
 - Switching to WAL and creating the schema happen once per database under an
   exclusive ``flock`` on ``<db>.lock``: several gunicorn workers opening a
   new file at the same moment would otherwise fail with "database is locked"
@@ -107,10 +111,11 @@ _SELECT = (
 class _Batch:
     """Rows waiting for a group commit, and what became of them."""
 
-    __slots__ = ("done", "error", "results", "rows")
+    __slots__ = ("deadline", "done", "error", "results", "rows")
 
-    def __init__(self, messages: list[Message]) -> None:
+    def __init__(self, messages: list[Message], deadline: float) -> None:
         self.rows = [_row(m) for m in messages]  # serialised before taking any lock
+        self.deadline = deadline  # time.monotonic() by which its caller must have an answer
         self.results: list[Stored] = []
         self.error: StoreUnavailable | None = None
         self.done = threading.Event()
@@ -155,28 +160,42 @@ class SQLiteStore:
 
     # -- connections ---------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, deadline: float) -> sqlite3.Connection:
         # Guarded by _db_lock, so one connection serves every thread of a process.
         conn = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        self._busy_until(conn, deadline)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         # Checkpoint every ~40 MB of WAL rather than 4 MB: hot pages (the tail of
         # the table, the dedup index) are copied back once instead of many times.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        """This process's connection; call with _db_lock held."""
+    def _busy_until(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """Have SQLite's busy handler give up at ``deadline`` (time.monotonic).
+
+        Raises:
+            StoreUnavailable: the deadline has passed already.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(f"the database was busy for over {self.timeout} s")
+        conn.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+
+    def _conn(self, deadline: float | None = None) -> sqlite3.Connection:
+        """This process's connection; call with _db_lock held. Opening it gives up
+        at ``deadline`` (time.monotonic; default ``timeout`` from now)."""
         if self._conn_ is not None and self._pid == os.getpid():
             return self._conn_
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         # New, or inherited across a fork: never reuse the parent's handles.
         self._conn_, self._lock_file = None, None
-        self.initialize()
+        self._initialize(at_startup=True, deadline=deadline)
         try:
             self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
-            self._conn_ = self._connect()
+            self._conn_ = self._connect(deadline)
         except (OSError, sqlite3.OperationalError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._pid = os.getpid()
@@ -220,12 +239,15 @@ class SQLiteStore:
         Raises:
             SchemaTooNew: the file was migrated by a newer habitat_http.
             MigrationNeeded: at start-up, a pending migration needs init-db.
-            StoreUnavailable: the file cannot be opened or locked.
+            StoreUnavailable: the file cannot be opened or locked within ``timeout``.
         """
+        self._initialize(at_startup, time.monotonic() + self.timeout)
+
+    def _initialize(self, at_startup: bool, deadline: float) -> None:
         try:
             with open(self.lock_path, "ab") as lock:
-                self._lock_within(lock, time.monotonic() + self.timeout)
-                conn = self._connect()
+                self._lock_within(lock, deadline)
+                conn = self._connect(deadline)
                 try:
                     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         conn.execute("PRAGMA journal_mode = WAL")
@@ -268,10 +290,11 @@ class SQLiteStore:
         Raises:
             StoreUnavailable: nothing of ``messages`` was committed.
         """
-        batch = _Batch(messages)
+        deadline = time.monotonic() + self.timeout
+        batch = _Batch(messages, deadline)
         with self._queue_lock:
             self._pending.append(batch)
-        if self._db_lock.acquire(timeout=self.timeout):
+        if self._db_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             try:
                 if not batch.done.is_set():
                     self._commit_pending()
@@ -282,25 +305,29 @@ class SQLiteStore:
                 if batch in self._pending:
                     self._pending.remove(batch)
                     raise StoreUnavailable(f"no write slot within {self.timeout} s")
-            batch.done.wait()  # a leader already holds it in its transaction
+            # A leader holds it in its transaction, bounded by this batch's deadline.
+            batch.done.wait()
         if batch.error is not None:
             raise batch.error
         return batch.results
 
     @contextlib.contextmanager
     def _transaction(
-        self, before: Callable[[], None] | None = None
+        self, deadline: float, before: Callable[[], float] | None = None
     ) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE .. COMMIT under the cross-process write lock.
+        """BEGIN IMMEDIATE .. COMMIT under the cross-process write lock, given up
+        with StoreUnavailable at ``deadline`` (time.monotonic).
 
-        Call with _db_lock held. ``before`` runs once the lock is held, before BEGIN.
+        Call with _db_lock held. ``before`` runs once the flock is held, before
+        BEGIN, and returns the deadline to hold to from then on.
         """
-        conn = self._conn()
+        conn = self._conn(deadline)
         assert self._lock_file is not None
-        self._lock_within(self._lock_file, time.monotonic() + self.timeout)
+        self._lock_within(self._lock_file, deadline)
         try:
             if before is not None:
-                before()
+                deadline = before()
+            self._busy_until(conn, deadline)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -322,10 +349,11 @@ class SQLiteStore:
         Raises:
             StoreUnavailable: the database could not be locked or written.
         """
+        deadline = time.monotonic() + self.timeout
         if not self._db_lock.acquire(timeout=self.timeout):
             raise StoreUnavailable(f"no write slot within {self.timeout} s")
         try:
-            with self._transaction() as conn:
+            with self._transaction(deadline) as conn:
                 yield conn
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -339,9 +367,13 @@ class SQLiteStore:
         Raises:
             StoreUnavailable: the database could not be read.
         """
-        with self._db_lock:
+        deadline = time.monotonic() + self.timeout
+        if not self._db_lock.acquire(timeout=self.timeout):
+            raise StoreUnavailable(f"no read slot within {self.timeout} s")
+        try:
             try:
-                conn = self._conn()
+                conn = self._conn(deadline)
+                self._busy_until(conn, deadline)
                 conn.execute("BEGIN")
                 try:
                     yield conn
@@ -349,22 +381,36 @@ class SQLiteStore:
                     conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self._db_lock.release()
 
     def _commit_pending(self) -> None:
         """Write every pending batch in one transaction; call with _db_lock held.
 
         The pending list is taken only once this process holds the write lock, so
         whatever queued while it waited for other processes joins this commit.
+        The transaction then holds to the earliest deadline among the batches;
+        batches already past theirs fail at once.
         """
         group: list[_Batch] = []
+        now = time.monotonic()
 
-        def take() -> None:
+        def take() -> float:
             nonlocal group
             with self._queue_lock:
-                group, self._pending = self._pending, []
+                taken, self._pending = self._pending, []
+            now = time.monotonic()
+            late = [b for b in taken if b.deadline <= now]
+            group = [b for b in taken if b.deadline > now]
+            for b in late:
+                b.error = StoreUnavailable(f"no write within {self.timeout} s")
+                b.done.set()
+            return min((b.deadline for b in group), default=now + self.timeout)
 
+        with self._queue_lock:
+            first = min((b.deadline for b in self._pending), default=now + self.timeout)
         try:
-            with self._transaction(take) as conn:
+            with self._transaction(first, take) as conn:
                 flat = _insert_all(conn, [row for b in group for row in b.rows])
                 results, start = [], 0
                 for b in group:
