@@ -20,7 +20,7 @@ from habitat_http.messages import Message
 from habitat_http.store import StoreUnavailable
 from habitat_http.store.sqlite import SQLiteStore
 
-from .conftest import telem
+from .conftest import pg_reset, telem
 
 TIMEOUT = 2.0
 #: Generous: this checks the bound the issue requires, not speed. Without one
@@ -127,4 +127,25 @@ def test_gunicorn_answers_503_within_the_timeout(
         assert isinstance(answer, requests.Response), answer
         assert answer.status_code == 503
         assert answer.headers["Retry-After"]
+        assert duration < TIMEOUT + MARGIN, [round(d, 2) for d, _ in results]
+
+
+def test_postgres_holds_one_deadline_through_the_pool_and_the_locks(pg_url: str) -> None:
+    import psycopg
+
+    from habitat_http.store.postgres import PostgresStore
+
+    pg_reset(pg_url)
+    # Two connections for eight writers: most wait for the pool, then for the lock.
+    store = PostgresStore(pg_url, timeout=TIMEOUT, pool_size=2)
+    message = Message("M0ABC", "LISTENER_INFO", 1, 2, {"name": "x"}, "192.0.2.1", 2.5)
+    store.put(message)
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("LOCK TABLE messages IN EXCLUSIVE MODE")  # held until the end
+        try:
+            results = staggered(8, lambda: store.put(message))
+        finally:
+            store.close()
+    for duration, result in results:
+        assert isinstance(result, StoreUnavailable), result
         assert duration < TIMEOUT + MARGIN, [round(d, 2) for d, _ in results]

@@ -21,6 +21,11 @@ Connections come from a pool created lazily in each process, so gunicorn forks
 before any connection exists. A database that cannot be reached within
 ``timeout`` seconds gives StoreUnavailable (503) and the pool reconnects by
 itself when it returns.
+
+One deadline per transaction (``timeout`` seconds from its start): the wait for
+a pooled connection and then the statements' ``statement_timeout`` and
+``lock_timeout`` (set for the transaction to what is left, and again before
+the inserts) all count against it.
 """
 
 from __future__ import annotations
@@ -161,17 +166,47 @@ class PostgresStore:
         return self._pool
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+    def transaction(self, deadline: float | None = None) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection inside one transaction (committed on a clean exit).
 
+        Args:
+            deadline: time.monotonic() by which to give up; ``timeout`` seconds
+                from now by default. Bounds the wait for a connection, and each
+                statement's wait (see :meth:`bound`).
+
         Raises:
-            StoreUnavailable: no connection within the timeout, or it broke.
+            StoreUnavailable: no connection or lock before the deadline, or it broke.
         """
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         try:
-            with self._get_pool().connection() as conn, conn.transaction():
+            pool = self._get_pool()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(f"no database connection within {self.timeout} s")
+            with pool.connection(timeout=left) as conn, conn.transaction():
+                self.bound(conn, deadline)
                 yield conn
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    def bound(self, conn: psycopg.Connection[Any], deadline: float) -> None:
+        """Make the next statements of this transaction give up at ``deadline``
+        (time.monotonic): PostgreSQL's statement_timeout and lock_timeout, for
+        this transaction only, set to what is left.
+
+        Raises:
+            StoreUnavailable: the deadline has passed.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(f"the database was busy for over {self.timeout} s")
+        ms = str(max(1, int(left * 1000)))
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, true),"
+            " set_config('lock_timeout', %s, true)",
+            (ms, ms),
+        )
 
     def initialize(self, at_startup: bool = True) -> None:
         """Apply pending migrations (under an advisory lock shared by all hosts).
@@ -227,7 +262,8 @@ class PostgresStore:
             if key is not None:
                 first[key] = pos
             fresh.append(pos)
-        with self.transaction() as conn, conn.cursor() as cur:
+        deadline = time.monotonic() + self.timeout
+        with self.transaction(deadline) as conn, conn.cursor() as cur:
             # Ids follow the order of the messages; the rows go in in key order,
             # because two batches inserting the same new keys in different orders
             # would deadlock on the unique index. A retry leaves its id unused.
@@ -238,6 +274,7 @@ class PostgresStore:
             )
             ids = dict(zip(fresh, sorted(int(r[0]) for r in cur.fetchall()), strict=True))
             in_key_order = sorted(fresh, key=lambda pos: rows[pos][-1] or b"")
+            self.bound(conn, deadline)  # the inserts may wait for locks
             cur.executemany(
                 _INSERT, [(ids[pos], *rows[pos]) for pos in in_key_order], returning=True
             )
