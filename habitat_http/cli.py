@@ -256,10 +256,27 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
 @click.option(
     "--no-server", is_flag=True, help="Serve the gateway alone, without the message server."
 )
-def serve(bind: str, workers: int, config_file: str | None, no_server: bool) -> None:
+@click.option(
+    "--max-restart-delay",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest wait before restarting a message server that died (the wait doubles"
+    " from 1 s with each death in a row).",
+)
+def serve(
+    bind: str, workers: int, config_file: str | None, no_server: bool, max_restart_delay: float
+) -> None:
     """Run the whole pipeline: gunicorn serving the gateway, and the message server
     as a supervised child process. SIGTERM or SIGINT stops both cleanly."""
+    import logging
+
     from . import serve as pipeline
+
+    logging.basicConfig(  # the supervisor's restarts go to the log too
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from .config import ServerConfig
 
     try:
@@ -271,7 +288,7 @@ def serve(bind: str, workers: int, config_file: str | None, no_server: bool) -> 
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     command = None if no_server else pipeline.server_command(config_file)
-    pipeline.serve(bind, workers, command)
+    pipeline.serve(bind, workers, command, max_restart_delay)
 
 
 @main.command("init-db")
