@@ -35,6 +35,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from .app import HabitatApp, create_app
+from .config import Config
+from .store import prepare
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,12 @@ class Supervisor:
         max_backoff: the longest wait before a restart, in seconds.
     """
 
-    def __init__(self, command: list[str], max_backoff: float = 30.0) -> None:
+    def __init__(
+        self, command: list[str], max_backoff: float = 30.0, env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
         self.max_backoff = max_backoff
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._stopping = threading.Event()
@@ -110,7 +115,7 @@ class Supervisor:
                     return
                 started = time.monotonic()
                 # The child asks the kernel for SIGTERM if we die (see cli.server).
-                env = {**os.environ, EXIT_WITH_PARENT: str(os.getpid())}
+                env = {**os.environ, **self.env, EXIT_WITH_PARENT: str(os.getpid())}
                 with _SPAWN_LOCK:
                     self.process = subprocess.Popen(self.command, env=env)
             code = _wait(self.process)
@@ -181,9 +186,22 @@ def _wait(process: subprocess.Popen[bytes]) -> int | None:
 
 def check_store(worker: Any) -> None:
     """gunicorn's post_worker_init hook: reach the database (and apply migrations
-    that are safe) before serving, so a worker that cannot fails to boot and
-    gunicorn stops with the reason in its log, instead of answering 503s."""
-    worker.wsgi.store.initialize()
+    that are safe) before serving.
+
+    Only what waiting cannot fix stops the worker from booting (and so gunicorn,
+    with the reason in its log): a bad URL (ConfigError), a schema newer than
+    this code (SchemaTooNew), a migration that needs init-db (MigrationNeeded).
+    A database that is locked or briefly down is logged; the worker boots and
+    answers 503 with Retry-After until it is back (see store.prepare).
+    """
+    problem = prepare(worker.wsgi.store)
+    if problem is not None:
+        log.warning(
+            "worker %s: the database is unavailable at start-up (%s);"
+            " answering 503 until it is back",
+            os.getpid(),
+            problem,
+        )
 
 
 class GatewayApplication(BaseApplication):  # type: ignore[misc]
@@ -193,6 +211,10 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
         options: gunicorn settings (``bind``, ``workers``, ...), over
             :data:`GUNICORN_DEFAULTS`.
         server_command: argv of the message server, or None to run the gateway alone.
+        max_restart_delay: the longest wait, in seconds, before restarting it.
+        config: the gateway's settings; from the HABITAT_* variables when None.
+            The message server gets its ``db_url`` as HABITAT_DB (not in argv,
+            where the process list would show a password).
     """
 
     def __init__(
@@ -200,9 +222,14 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
         options: dict[str, Any],
         server_command: list[str] | None,
         max_restart_delay: float = 30.0,
+        config: Config | None = None,
     ) -> None:
         self.options = {**GUNICORN_DEFAULTS, **options}
-        self.supervisor = Supervisor(server_command, max_restart_delay) if server_command else None
+        self.config = config
+        env = {"HABITAT_DB": config.db_url} if config is not None else None
+        self.supervisor = (
+            Supervisor(server_command, max_restart_delay, env) if server_command else None
+        )
         super().__init__()
 
     def load_config(self) -> None:
@@ -216,19 +243,26 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> HabitatApp:
         # Called in each worker after the fork, so stores open per process.
-        return create_app()
+        return create_app(self.config)
 
 
 def serve(
-    bind: str, workers: int, server_command: list[str] | None, max_restart_delay: float = 30.0
+    bind: str,
+    workers: int,
+    server_command: list[str] | None,
+    max_restart_delay: float = 30.0,
+    config: Config | None = None,
 ) -> None:
     """Run gunicorn (and the supervised message server) until SIGTERM or SIGINT.
 
     Args:
         max_restart_delay: the longest wait, in seconds, before restarting a
             message server that died.
+        config: the gateway's settings (see :class:`GatewayApplication`).
     """
-    GatewayApplication({"bind": bind, "workers": workers}, server_command, max_restart_delay).run()
+    GatewayApplication(
+        {"bind": bind, "workers": workers}, server_command, max_restart_delay, config
+    ).run()
 
 
 def server_command(config_file: str | None) -> list[str]:

@@ -42,9 +42,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..config import ConfigError
 from ..messages import Message
-from . import Checkpoint, Position, Stored, StoreUnavailable
-from .migrations import Migration, pending
+from . import Checkpoint, NoDatabase, Position, SchemaTooNew, Stored, StoreUnavailable
+from .migrations import Migration, MigrationNeeded, pending
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -124,10 +125,15 @@ class PostgresStore:
         timeout: seconds to wait for a connection (and for a statement) before
             StoreUnavailable.
         pool_size: the most connections this process opens.
+        read_only: open only an existing habitat database: create no table and
+            apply no migration; raise NoDatabase when its tables are missing.
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, pool_size: int = 10, read_only: bool = False
+    ) -> None:
         self.url = url
+        self.read_only = read_only
         self.timeout = timeout
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
@@ -185,6 +191,8 @@ class PostgresStore:
             if left <= 0:
                 raise StoreUnavailable(f"no database connection within {self.timeout} s")
             with pool.connection(timeout=left) as conn, conn.transaction():
+                if self.read_only:
+                    conn.execute("SET TRANSACTION READ ONLY")
                 self.bound(conn, deadline)
                 yield conn
         except _UNAVAILABLE as exc:
@@ -215,7 +223,12 @@ class PostgresStore:
             SchemaTooNew: the database was migrated by a newer habitat_http.
             MigrationNeeded: at start-up, a pending migration needs init-db.
             StoreUnavailable: the database cannot be reached within the timeout.
+            NoDatabase: opened read-only, and the habitat tables do not exist.
+            ConfigError: the URL is malformed.
         """
+        if self.read_only:
+            self._check_existing()
+            return
         try:
             with (
                 psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout))) as conn,
@@ -233,8 +246,40 @@ class PostgresStore:
                 conn.execute(
                     "UPDATE habitat_schema SET version = %s", (max(version, SCHEMA_VERSION),)
                 )
+        except psycopg.ProgrammingError as exc:  # a malformed URL: waiting will not help
+            raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+
+    def _check_existing(self) -> None:
+        """Check, creating nothing, that the habitat tables exist at this code's version.
+
+        Raises:
+            NoDatabase, SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        try:
+            with psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout))) as conn:
+                found = conn.execute("SELECT to_regclass('habitat_schema') IS NOT NULL").fetchone()
+                row = (
+                    conn.execute("SELECT version FROM habitat_schema").fetchone()
+                    if (found and found[0])
+                    else None
+                )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+        if row is None:
+            raise NoDatabase(f"no habitat database in {self!r}: the habitat tables do not exist")
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self!r} has schema version {version}, but this habitat_http knows only up"
+                f" to {SCHEMA_VERSION}; upgrade habitat_http."
+            )
+        if version < SCHEMA_VERSION:
+            raise MigrationNeeded(
+                f"{self!r} has schema version {version}, older than this habitat_http's"
+                f" {SCHEMA_VERSION}; run `habitat-http init-db` (or start the gateway) first."
+            )
 
     # -- Store protocol ------------------------------------------------------
 

@@ -27,13 +27,24 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from ..config import ConfigError
 from ..messages import Message
-from . import Checkpoint, Position, Stored, StoreUnavailable, doorbell
-from .migrations import Migration, pending
+from . import (
+    Checkpoint,
+    NoDatabase,
+    Position,
+    SchemaTooNew,
+    Stored,
+    StoreError,
+    StoreUnavailable,
+    doorbell,
+)
+from .migrations import Migration, MigrationNeeded, pending
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
 MIGRATIONS: tuple[Migration, ...] = tuple(
@@ -137,10 +148,20 @@ class SQLiteStore:
             directory. Its directory must exist.
         synchronous: ``PRAGMA synchronous`` level (OFF, NORMAL, FULL, EXTRA).
         timeout: seconds a write waits for other writers before StoreUnavailable.
+        read_only: open only an existing habitat database, read-only: create no
+            file (not even ``<db>.lock``) and no schema; raise NoDatabase instead.
     """
 
-    def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
         self.path = path
+        self.read_only = read_only
         self.lock_path = path + ".lock"
         self.synchronous = synchronous
         self.timeout = timeout
@@ -192,6 +213,10 @@ class SQLiteStore:
             deadline = time.monotonic() + self.timeout
         # New, or inherited across a fork: never reuse the parent's handles.
         self._conn_, self._lock_file = None, None
+        if self.read_only:
+            self._conn_ = self._open_existing()
+            self._pid = os.getpid()
+            return self._conn_
         self._initialize(at_startup=True, deadline=deadline)
         try:
             self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
@@ -200,6 +225,52 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._pid = os.getpid()
         return self._conn_
+
+    def _open_existing(self) -> sqlite3.Connection:
+        """A read-only connection to the habitat database at ``path``.
+
+        Raises:
+            NoDatabase: no file there, or one without the habitat schema.
+            SchemaTooNew, MigrationNeeded: its schema is not this code's.
+            StoreUnavailable: it cannot be read.
+        """
+        if not os.path.isfile(self.path):
+            raise NoDatabase(f"no habitat database at {self.path}: the file does not exist")
+        try:
+            conn = sqlite3.connect(
+                f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro",
+                uri=True,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise NoDatabase(f"no habitat database at {self.path}: {exc}") from exc
+        problem: StoreError | None = None
+        if version == 0 or "messages" not in tables:
+            problem = NoDatabase(f"no habitat database at {self.path}: it has no habitat schema")
+        elif version > SCHEMA_VERSION:
+            problem = SchemaTooNew(
+                f"{self.path} has schema version {version}, but this habitat_http knows only"
+                f" up to {SCHEMA_VERSION}; upgrade habitat_http."
+            )
+        elif version < SCHEMA_VERSION:
+            problem = MigrationNeeded(
+                f"{self.path} has schema version {version}, older than this habitat_http's"
+                f" {SCHEMA_VERSION}; run `habitat-http init-db` (or start the gateway) first."
+            )
+        if problem is not None:
+            conn.close()
+            raise problem
+        return conn
 
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at the fork would never be released here, and
@@ -240,7 +311,17 @@ class SQLiteStore:
             SchemaTooNew: the file was migrated by a newer habitat_http.
             MigrationNeeded: at start-up, a pending migration needs init-db.
             StoreUnavailable: the file cannot be opened or locked within ``timeout``.
+            NoDatabase: opened read-only, and there is no habitat database.
+            ConfigError: the file's directory does not exist.
         """
+        if self.read_only:
+            self._open_existing().close()
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise ConfigError(
+                f"cannot keep the database {self.path}: the directory {directory} does not exist"
+            )
         self._initialize(at_startup, time.monotonic() + self.timeout)
 
     def _initialize(self, at_startup: bool, deadline: float) -> None:
@@ -290,6 +371,8 @@ class SQLiteStore:
         Raises:
             StoreUnavailable: nothing of ``messages`` was committed.
         """
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only")
         deadline = time.monotonic() + self.timeout
         batch = _Batch(messages, deadline)
         with self._queue_lock:
@@ -349,6 +432,8 @@ class SQLiteStore:
         Raises:
             StoreUnavailable: the database could not be locked or written.
         """
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only")
         deadline = time.monotonic() + self.timeout
         if not self._db_lock.acquire(timeout=self.timeout):
             raise StoreUnavailable(f"no write slot within {self.timeout} s")
