@@ -66,12 +66,23 @@ class MessageServer:
         self._sinks = [_SinkState(name, sink, START) for name, sink in sinks]
 
     def start(self) -> None:
-        """Load the checkpoints and set the sinks up."""
+        """Load the checkpoints and set the sinks up.
+
+        Raises:
+            StoreError: the checkpoints could not be read or saved.
+        """
+        self._load_checkpoints()
+        self._setup_sinks()
+
+    def _load_checkpoints(self) -> None:
         saved = self.store.checkpoints()
         for state in self._sinks:
             state.checkpoint = saved[state.name].position if state.name in saved else START
             if state.name not in saved:
                 self.store.save_checkpoint(state.name, START, self.clock())
+
+    def _setup_sinks(self) -> None:
+        for state in self._sinks:
             state.sink.setup()
             log.info("sink %s starts after %s", state.name, state.checkpoint)
 
@@ -136,8 +147,23 @@ class MessageServer:
         self.store.record_failure(state.name, text, self.clock())
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set, then flush and shut the sinks down."""
-        self.start()
+        """Deliver until ``stop`` is set, then flush and shut the sinks down.
+
+        A database that is unavailable when it starts is retried every
+        ``poll_interval`` seconds (logged once), not a reason to exit.
+        """
+        logged = False
+        while True:
+            try:
+                self._load_checkpoints()
+                break
+            except StoreError as exc:
+                if not logged:
+                    log.warning("the store is unavailable (%s); waiting for it", exc)
+                    logged = True
+                if stop.wait(self.config.poll_interval):
+                    return
+        self._setup_sinks()
         try:
             while not stop.is_set():
                 try:

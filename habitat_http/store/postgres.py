@@ -226,6 +226,7 @@ class PostgresStore:
             NoDatabase: opened read-only, and the habitat tables do not exist.
             ConfigError: the URL is malformed.
         """
+        self._check_url()
         if self.read_only:
             self._check_existing()
             return
@@ -250,6 +251,20 @@ class PostgresStore:
             raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+
+    def _check_url(self) -> None:
+        """Parse the URL as libpq does, without connecting.
+
+        Raises:
+            ConfigError: it is malformed, or its port is not a number.
+        """
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
+        ports = str(params.get("port") or "").split(",")
+        if not all(p.strip().isdigit() for p in ports if p.strip()):
+            raise ConfigError(f"the database URL's port is not a number: {params['port']!r}")
 
     def _check_existing(self) -> None:
         """Check, creating nothing, that the habitat tables exist at this code's version.
