@@ -28,7 +28,7 @@ from typing import Any
 
 from .config import ServerConfig
 from .messages import Message
-from .sinks import DeliveryError, Sink, SinkContext, deliver, load
+from .sinks import DeliveryError, Sink, SinkContext, SinkLoadError, deliver, load
 from .store import START, CheckpointStore, Position, StoreError
 
 log = logging.getLogger(__name__)
@@ -190,15 +190,19 @@ class MessageServer:
 
 
 def load_sinks(config: ServerConfig, db_url: str) -> list[tuple[str, Sink]]:
-    """Load every configured sink.
+    """Load every configured sink and check its interface (none is set up yet).
 
     Raises:
-        SinkLoadError: one cannot be loaded or lacks the interface.
+        SinkLoadError: one cannot be loaded or lacks the interface; the message
+            names it as ``[sinks.NAME]``.
     """
-    return [
-        (spec.name, load(spec.use, SinkContext(spec.name, db_url, spec.options)))
-        for spec in config.sinks
-    ]
+    sinks = []
+    for spec in config.sinks:
+        try:
+            sinks.append((spec.name, load(spec.use, SinkContext(spec.name, db_url, spec.options))))
+        except SinkLoadError as exc:
+            raise SinkLoadError(f"[sinks.{spec.name}]: {exc}") from exc
+    return sinks
 
 
 def status(store: CheckpointStore, now: float) -> list[dict[str, Any]]:

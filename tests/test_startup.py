@@ -201,3 +201,44 @@ def test_the_message_server_waits_for_a_database_that_is_down(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(20)
+
+
+@pytest.mark.parametrize(
+    ("sink", "reason"),
+    [
+        ('use = "no_such_package.sinks:Mirror"', "cannot import 'no_such_package.sinks'"),
+        ('use = "tests.sink_examples:NoTypes"', "lacks the sink interface"),
+    ],
+    ids=["missing-module", "not-a-sink"],
+)
+def test_a_sink_that_cannot_be_loaded_stops_every_command_that_takes_the_config(
+    tmp_path: Path, sink: str, reason: str
+) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(f"[sinks.mirror]\n{sink}\n")
+    url = f"sqlite:///{tmp_path}/habitat.db"
+    for command in (
+        ["serve", "--bind", f"127.0.0.1:{free_port()}"],
+        ["server"],
+        ["scgi", "--socket", str(tmp_path / "s.sock")],
+    ):
+        try:
+            started = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "habitat_http",
+                    *command,
+                    "--config",
+                    str(config),
+                ],
+                cwd=ROOT,
+                env={**os.environ, "HABITAT_DB": url},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{command[0]} served with a sink that cannot be loaded")
+        assert started.returncode != 0, command
+        assert reason in started.stderr and "mirror" in started.stderr, (command, started.stderr)
