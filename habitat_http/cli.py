@@ -268,13 +268,23 @@ def server(db_url: str | None, config_file: str | None) -> None:
 @main.command()
 @click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per sink.")
-def status(db_url: str | None, as_json: bool) -> None:
-    """Show each sink's checkpoint, lag (messages and seconds) and last error.
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Report a message server whose last heartbeat is older than this as DOWN.",
+)
+def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
+    """Show when each message server was last alive (DOWN when its heartbeat is
+    stale), and each sink's checkpoint, lag (messages and seconds) and last error.
 
     Reads only: creates no database.
     """
     import time
 
+    from .server import servers
     from .server import status as sink_status
 
     db = None
@@ -282,7 +292,9 @@ def status(db_url: str | None, as_json: bool) -> None:
         db = _db(db_url)
         store = _reader(db)
         try:
-            rows = sink_status(store, time.time())
+            now = time.time()
+            beats = servers(store, now, stale_after)
+            rows = sink_status(store, now, stale_after)
         finally:
             store.close()
     except (ConfigError, StoreError) as exc:
@@ -291,6 +303,14 @@ def status(db_url: str | None, as_json: bool) -> None:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
+    if not beats:
+        click.echo("message server: DOWN, never seen (no heartbeat in this database)")
+    for beat in beats:
+        state = "alive" if beat["alive"] else "DOWN"
+        click.echo(
+            f"message server {beat['server']}: {state}, last alive"
+            f" {beat['seconds_since_beat']} s ago"
+        )
     if not rows:
         click.echo("no sinks have run yet")
     for row in rows:

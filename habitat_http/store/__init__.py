@@ -43,6 +43,24 @@ class Checkpoint(NamedTuple):
     failures: int
 
 
+class Heartbeat(NamedTuple):
+    """The last sign of life of one message server (times in UNIX seconds).
+
+    Attributes:
+        server: its name, ``host:pid``.
+        host: the host it runs on.
+        pid: its process id there.
+        started: when it started.
+        beat: when it last went round its delivery loop.
+    """
+
+    server: str
+    host: str
+    pid: int
+    started: float
+    beat: float
+
+
 class Stored(NamedTuple):
     """What became of a message given to :meth:`Store.put`.
 
@@ -144,6 +162,14 @@ class CheckpointStore(Store, Protocol):
 
     def record_failure(self, sink: str, error: str, now: float) -> None:
         """Record that ``sink`` failed with ``error`` at ``now`` (UNIX seconds)."""
+        ...
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """Record that a message server is alive (one row per server, replaced)."""
+        ...
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every message server's last heartbeat, latest first."""
         ...
 
     def backlog(self, after: Position) -> tuple[int, float | None]:

@@ -44,7 +44,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..config import ConfigError
 from ..messages import Message
-from . import Checkpoint, NoDatabase, Position, SchemaTooNew, Stored, StoreUnavailable
+from . import Checkpoint, Heartbeat, NoDatabase, Position, SchemaTooNew, Stored, StoreUnavailable
 from .migrations import Migration, MigrationNeeded, pending
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -100,6 +100,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX listener_telemetry_latest
             ON listener_telemetry (callsign, time_created, source_message);
+        """
+    ),
+    Migration(
+        """
+        CREATE TABLE server_heartbeats (
+            server  TEXT             PRIMARY KEY,
+            host    TEXT             NOT NULL,
+            pid     BIGINT           NOT NULL,
+            started DOUBLE PRECISION NOT NULL,
+            beat    DOUBLE PRECISION NOT NULL
+        );
         """
     ),
 )
@@ -423,6 +434,25 @@ class PostgresStore:
                 " last_error_time = excluded.last_error_time, failures = c.failures + 1",
                 (sink, now, error, now),
             )
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """Record that a message server is alive; see the CheckpointStore protocol."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO server_heartbeats (server, host, pid, started, beat)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (server) DO UPDATE SET"
+                " host = excluded.host, pid = excluded.pid, started = excluded.started,"
+                " beat = excluded.beat",
+                heartbeat,
+            )
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every message server's last heartbeat, latest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT server, host, pid, started, beat FROM server_heartbeats ORDER BY beat DESC"
+            ).fetchall()
+        return [Heartbeat(s, h, int(p), float(st), float(b)) for s, h, p, st, b in rows]
 
     def wait_for_messages(self, timeout: float) -> None:
         """Block until a NOTIFY from a gateway's commit, or ``timeout`` seconds

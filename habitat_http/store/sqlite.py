@@ -36,6 +36,7 @@ from ..config import ConfigError
 from ..messages import Message
 from . import (
     Checkpoint,
+    Heartbeat,
     NoDatabase,
     Position,
     SchemaTooNew,
@@ -103,6 +104,15 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         """
     ALTER TABLE messages ADD COLUMN dedup_key BLOB;
     CREATE UNIQUE INDEX messages_dedup_key ON messages (dedup_key);
+    """,
+        """
+    CREATE TABLE server_heartbeats (
+        server  TEXT    PRIMARY KEY,
+        host    TEXT    NOT NULL,
+        pid     INTEGER NOT NULL,
+        started REAL    NOT NULL,
+        beat    REAL    NOT NULL
+    );
     """,
     )
 )
@@ -576,6 +586,23 @@ class SQLiteStore:
                 " last_error_time = excluded.last_error_time, failures = failures + 1",
                 (sink, now, error, now),
             )
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """Record that a message server is alive; see the CheckpointStore protocol."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO server_heartbeats (server, host, pid, started, beat)"
+                " VALUES (?, ?, ?, ?, ?)",
+                heartbeat,
+            )
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every message server's last heartbeat, latest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT server, host, pid, started, beat FROM server_heartbeats ORDER BY beat DESC"
+            ).fetchall()
+        return [Heartbeat(*row) for row in rows]
 
     def wait_for_messages(self, timeout: float) -> None:
         """Block until a gateway rings the doorbell after a commit, or ``timeout``
