@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from habitat_http.serve import Supervisor
 
@@ -125,3 +126,27 @@ def test_a_killed_message_server_is_restarted_every_time(serve: Serve) -> None:
     log = serve.log.read_text()
     assert log.count("restarting") == 10, log
     assert _answers(serve.url)
+
+
+def test_serve_and_scgi_use_the_db_option_over_habitat_db(tmp_path: Path) -> None:
+    from .conftest import cli_messages, telem
+    from .test_pipeline import cli
+    from .test_scgi import launch
+
+    chosen = f"sqlite:///{tmp_path}/chosen.db"
+    s = start_serve(tmp_path, "--workers", "1", "--db", chosen)  # HABITAT_DB: habitat.db
+    try:
+        wait_until(lambda: _answers(s.url), timeout=30)
+        assert requests.post(s.url + "/message", json=telem(), timeout=10).status_code == 200
+        wait_until(lambda: "lag 0 messages" in cli("status", "--db", chosen), timeout=30)
+    finally:
+        s.process.send_signal(signal.SIGTERM)
+        s.process.wait(40)
+    assert len(cli_messages(chosen)) == 1
+    scgi = launch(tmp_path, "--db", chosen)  # HABITAT_DB: habitat.db
+    try:
+        assert scgi.client.post_json("/message", telem(callsign="M0SCGI")).status == 200
+    finally:
+        scgi.stop()
+    assert [m["callsign"] for m in cli_messages(chosen)] == ["M0ABC", "M0SCGI"]
+    assert not (tmp_path / "habitat.db").exists()
