@@ -434,6 +434,7 @@ def init_db(db_url: str | None) -> None:
         store = _open(db)
         store.initialize(at_startup=False)
         open_archive(store).initialize(at_startup=False)
+        ConfigurationDocuments(store).initialize(at_startup=False)
         store.close()
     except (ConfigError, StoreError) as exc:
         raise _failure(exc, db) from exc
@@ -441,5 +442,9 @@ def init_db(db_url: str | None) -> None:
 
 
 from .client.command import upload  # noqa: E402
+from .parser.commands import parse, payloads, reparse  # noqa: E402
+from .parser.documents import ConfigurationDocuments  # noqa: E402
 
 main.add_command(upload)
+for _command in (payloads, parse, reparse):
+    main.add_command(_command)
