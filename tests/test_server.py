@@ -201,7 +201,7 @@ def test_the_server_beats_and_status_flags_it_down_when_the_beat_is_stale(
             conn.execute("DELETE FROM server_heartbeats")
     clock = FakeClock()
     config = ServerConfig(sinks=(SinkSpec("archive", "archive"),), poll_interval=0.01)
-    server = MessageServer(store, load_sinks(config, db_url), config, clock)
+    server = MessageServer(store, load_sinks(config, db_url, store), config, clock)
     stop = threading.Event()
     thread = threading.Thread(target=server.run, args=(stop,))
     thread.start()
