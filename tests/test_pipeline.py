@@ -354,5 +354,6 @@ def test_status_says_when_the_message_server_was_last_alive(tmp_path: Path) -> N
     wait_until(lambda: "DOWN" in cli("status", "--db", db, "--stale-after", "1"), timeout=10)
     out = cli("status", "--db", db, "--stale-after", "1")
     assert "last alive" in out
-    [row] = [json.loads(line) for line in cli("status", "--db", db, "--json").splitlines()]
-    assert row["server_last_beat"] > 0
+    rows = [json.loads(line) for line in cli("status", "--db", db, "--json").splitlines()]
+    assert [r["sink"] for r in rows] == ["archive", "parser"]  # the default sinks
+    assert all(r["server_last_beat"] > 0 for r in rows)
