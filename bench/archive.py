@@ -24,19 +24,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import SENTENCES
 from habitat_http.config import ServerConfig, SinkSpec
 from habitat_http.messages import (
     LISTENER_INFO,
     LISTENER_TELEM,
     RECEIVED_TELEM,
     Message,
+    StoredMessage,
 )
 from habitat_http.server import MessageServer, load_sinks
 from habitat_http.sinks import SinkContext
 from habitat_http.store import START
 from habitat_http.store.sqlite import SQLiteStore
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class NullSink:
@@ -50,7 +50,7 @@ class NullSink:
     def setup(self) -> None:
         pass
 
-    def messages(self, batch: Sequence[Message]) -> None:
+    def messages(self, batch: Sequence[StoredMessage]) -> None:
         self.count += len(batch)
 
     def flush(self) -> None:
@@ -63,7 +63,7 @@ class NullSink:
 def uploads(limit: int | None) -> list[Message]:
     out: list[Message] = []
     t = 1_400_000_000
-    with open(ROOT / "tests/data/ukhas_sentences.jsonl", encoding="utf-8") as f:
+    with open(SENTENCES, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     flights = [r for r in rows if r["receivers"]][:limit]
     for n, row in enumerate(flights):
@@ -100,7 +100,7 @@ def uploads(limit: int | None) -> list[Message]:
 def run(db: Path, use: str, batch_size: int) -> tuple[int, float]:
     store = SQLiteStore(str(db))
     config = ServerConfig(sinks=(SinkSpec("bench", use),), batch_size=batch_size)
-    server = MessageServer(store, load_sinks(config, f"sqlite:///{db}"), config)
+    server = MessageServer(store, load_sinks(config, f"sqlite:///{db}", store), config)
     server.start()
     total = store.backlog(START)[0]
     start = time.perf_counter()

@@ -12,6 +12,7 @@ import threading
 
 from habitat_http import Message, create_app
 from habitat_http.config import Config
+from habitat_http.messages import StoredMessage
 from habitat_http.store import Stored
 
 
@@ -29,7 +30,7 @@ class NullStore:
     def put_many(self, messages: list[Message]) -> list[Stored]:
         return [self.put(m) for m in messages]
 
-    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[StoredMessage]:
         return []
 
     def close(self) -> None:

@@ -20,14 +20,10 @@ the script runs as root.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import json
 import os
 import re
-import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,27 +34,9 @@ from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def ensure_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk:
-        return wrk
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-        wrk = shutil.which("wrk")
-    if not wrk:
-        sys.exit("wrk is needed: apt-get install wrk")
-    return wrk
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bench.common import BENCH, ROOT, ensure_wrk, free_port, write_strings
 
 
 def start_gunicorn(
@@ -209,13 +187,7 @@ def main() -> None:
     wrk = ensure_wrk()
 
     with tempfile.TemporaryDirectory() as tmp:
-        strings = Path(tmp) / "strings.txt"
-        with (
-            open(ROOT / "tests/data/ukhas_sentences.jsonl", encoding="utf-8") as f,
-            strings.open("w") as out,
-        ):
-            for line in f:
-                out.write(base64.b64encode(json.loads(line)["sentence"].encode()).decode() + "\n")
+        strings = write_strings(Path(tmp) / "strings.txt")
         db = Path(tmp) / "bench.db"
         hello = measure(wrk, "bench.hello:app", args, {}, strings)
         habitat = measure(

@@ -11,8 +11,6 @@ when missing.
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import shutil
 import signal
@@ -26,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import ROOT, ensure_wrk, free_port, run_wrk
+from bench.common import ROOT, ensure_wrk, start_nginx_scgi, write_strings
+from bench.run import run_wrk
 
 
 def start_scgi(cmd: list[str], sock: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -39,39 +38,6 @@ def start_scgi(cmd: list[str], sock: Path, env: dict[str, str]) -> subprocess.Po
     sys.exit(f"{' '.join(cmd)} did not start")
 
 
-def start_nginx(work: Path, sock: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    shutil.copy("/etc/nginx/scgi_params", work / "scgi_params")
-    site = (ROOT / "deploy/nginx/habitat.conf").read_text()
-    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    (work / "habitat.conf").write_text(site.replace("/run/habitat/scgi.sock", str(sock)))
-    user = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    temps = "".join(
-        f"{kind}_temp_path {work}/{kind}; "
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (work / "nginx.conf").write_text(
-        f"{user} worker_processes 1; pid {work}/nginx.pid; error_log {work}/error.log warn;"
-        f" events {{ worker_connections 1024; }}"
-        f" http {{ access_log off; {temps} include {work}/habitat.conf; }}"
-    )
-    proc = subprocess.Popen(
-        [
-            "nginx",
-            "-p",
-            str(work),
-            "-c",
-            str(work / "nginx.conf"),
-            "-e",
-            str(work / "error.log"),
-            "-g",
-            "daemon off;",
-        ]
-    )
-    time.sleep(0.5)
-    return proc, f"http://127.0.0.1:{port}/habitat"
-
-
 def measure(
     cmd: list[str], env: dict[str, str], args: argparse.Namespace, strings: Path, wrk: str
 ) -> dict[str, float]:
@@ -79,7 +45,7 @@ def measure(
     work.chmod(0o755)  # nginx workers run as nobody and must reach the socket
     sock = work / "scgi.sock"
     scgi = start_scgi([*cmd, str(sock)], sock, env)
-    nginx, url = start_nginx(work, sock)
+    nginx, url = start_nginx_scgi(work, sock)
     try:
         run_wrk(wrk, url, args, strings, 2)  # warm-up
         return run_wrk(wrk, url, args, strings, args.duration)
@@ -104,13 +70,7 @@ def main() -> None:
         subprocess.run([str(ROOT / "tests/install-servers")], check=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        strings = Path(tmp) / "strings.txt"
-        with (
-            open(ROOT / "tests/data/ukhas_sentences.jsonl", encoding="utf-8") as f,
-            strings.open("w") as out,
-        ):
-            for line in f:
-                out.write(base64.b64encode(json.loads(line)["sentence"].encode()).decode() + "\n")
+        strings = write_strings(Path(tmp) / "strings.txt")
         db = Path(tmp) / "bench.db"
         threads = ["--threads", str(args.threads)]
         hello = measure(

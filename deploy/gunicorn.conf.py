@@ -4,6 +4,11 @@
 
 Run from the repository root (or set ``chdir``); the gateway itself is configured
 by HABITAT_* variables. Command-line options override these settings.
+
+gunicorn listens on loopback only, behind nginx (deploy/nginx/habitat-http.conf),
+which reads whole requests before passing them on. Exposed directly, it is
+starved by slow clients: 200 connections that trickle a request a byte at a time
+hold every thread, and other clients wait for as long as they trickle.
 """
 
 import multiprocessing
@@ -11,8 +16,9 @@ import multiprocessing
 wsgi_app = "wsgi:app"
 bind = ["127.0.0.1:8000"]
 
-# gthread workers are safe to expose directly (sync workers need a buffering
-# proxy), and their threads share SQLite commits: one fsync for many messages.
+# gthread workers' threads share SQLite commits: one fsync for many messages.
+# A thread reads one request at a time, from its first byte to its last, so
+# without nginx in front a slow client holds a thread (see the docstring).
 worker_class = "gthread"
 workers = min(4, multiprocessing.cpu_count())
 threads = 8

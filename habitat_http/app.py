@@ -15,14 +15,20 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadHost,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import body
 from .config import Config
-from .messages import Accepted, InvalidMessage, validate
+from .messages import Accepted, FieldError, InvalidMessage, validate
 from .store import Store, StoreError, open_store
 
 if TYPE_CHECKING:
@@ -64,8 +70,8 @@ The same field names may be sent as application/x-www-form-urlencoded, with
 client's clock; the gateway corrects them to its own clock.
 
 Answers are JSON: 200 {{"ok": true, "id": ...}} once the message is stored;
-4xx {{"ok": false, "field": ..., "error": ...}} means fix the message and do not
-retry; 503 means retry later.
+4xx {{"ok": false, "error": ..., "field": ..., "errors": [...]}} means fix the
+message and do not retry; 503 means retry later.
 """
 
 
@@ -79,6 +85,37 @@ def _json(
         headers=list(headers),
         mimetype="application/json",
     )
+
+
+def error_response(
+    status: int,
+    error: str | list[FieldError],
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    **extra: Any,
+) -> Response:
+    """The JSON answer for every 4xx and 5xx, always with the same keys.
+
+    Args:
+        status: the HTTP status code.
+        error: one sentence (about no particular field), or every problem found,
+            first one first.
+        headers: extra headers, e.g. ``Allow`` or ``Retry-After``.
+        extra: more keys, e.g. ``actions`` for a 404.
+
+    Returns:
+        ``{"ok": false, "error": <first sentence>, "field": <its dotted path or
+        null>, "errors": [{"field", "error"}, ...], **extra}``.
+    """
+    errors = [FieldError(None, error)] if isinstance(error, str) else error
+    payload = {
+        "ok": False,
+        "error": errors[0].error,
+        "field": errors[0].field,
+        "errors": [e.as_json() for e in errors],
+        **extra,
+    }
+    return _json(payload, status, headers)
 
 
 class HabitatApp:
@@ -140,9 +177,11 @@ class HabitatApp:
 
         Valid items are stored (in one transaction) even when others are
         rejected; retries of stored messages come back as duplicates. Answers
-        ``{"accepted", "duplicates", "rejected", "results": [{"index", "status",
-        "id"?, "ignored"?, "error"?, "field"?}]}``: 200, or 400 when every item
-        was rejected.
+        ``{"ok", "accepted", "duplicates", "rejected", "results": [{"index",
+        "status", "id"?, "ignored"?, "error"?, "field"?, "errors"?}]}``: 200, or
+        400 when every item was rejected, then with the keys of every error body
+        (:func:`error_response`) too. A rejected item's ``errors`` lists all its
+        problems; ``field`` and ``error`` are the first.
         """
         items = body.read_batch(request, self.config.max_batch_body, self.config.max_batch_items)
         now = self.clock()
@@ -152,11 +191,18 @@ class HabitatApp:
             result: dict[str, Any] = {"index": index}
             results.append(result)
             try:
+                if isinstance(item, InvalidMessage):
+                    raise item
                 if not isinstance(item, dict):
                     raise InvalidMessage.one(None, "The item must be a JSON object.")
                 valid.append((result, self._validate(item, request, now)))
             except InvalidMessage as exc:
-                result.update(status="rejected", error=exc.first.error, field=exc.first.field)
+                result.update(
+                    status="rejected",
+                    error=exc.first.error,
+                    field=exc.first.field,
+                    errors=[e.as_json() for e in exc.errors],
+                )
         stored = self.store.put_many([a.message for _, a in valid]) if valid else []
         for (result, accepted), outcome in zip(valid, stored, strict=True):
             result.update(
@@ -174,7 +220,12 @@ class HabitatApp:
             "rejected": counts["rejected"],
             "results": results,
         }
-        return _json(payload, 400 if counts["rejected"] == len(results) else 200)
+        if counts["rejected"] == len(results):
+            # A 400 like every other: the error keys, and the results saying why.
+            return error_response(
+                400, "Every message in the batch was rejected; each result says why.", **payload
+            )
+        return _json({"ok": True, **payload}, 200)
 
     def _validate(self, fields: dict[str, Any], request: Request, now: float) -> Accepted:
         return validate(
@@ -190,70 +241,64 @@ class HabitatApp:
     def dispatch_request(self, request: Request) -> Response:
         """Route ``request`` and turn every exception into a JSON response.
 
-        - InvalidMessage -> 400 with ``field``, ``error`` and all ``errors``;
-        - werkzeug HTTPException -> its status (404 lists the actions, 405 has Allow,
-          413 and 415 say what to change);
+        This is the one place where exceptions become answers; every error body
+        has the keys of :func:`error_response`.
+
+        - InvalidMessage -> 400 with ``field``, ``error`` and all ``errors`` (this
+          includes a body whose framing is broken, see :func:`body.read_body`);
+        - werkzeug HTTPException, from routing (``BadHost``, 404, 405) or from the
+          handlers (413, 415, 408) -> its status, with a sentence saying what to change;
         - StoreError (unavailable, or a schema too new) -> 503 with Retry-After;
           nothing was stored;
         - anything else is our bug -> logged, 500.
         """
-        adapter = self.url_map.bind_to_environ(request.environ)
         try:
+            # Inside the try: werkzeug raises BadHost here for a Host such as "a..b".
+            adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, values = adapter.match()
             handler: Callable[..., Response] = getattr(self, f"on_{endpoint}")
             return handler(request, **values)
         except InvalidMessage as exc:
-            return _json(
-                {
-                    "ok": False,
-                    "error": exc.first.error,
-                    "field": exc.first.field,
-                    "errors": [e.as_json() for e in exc.errors],
-                },
-                400,
-            )
+            return error_response(400, exc.errors)
         except StoreError:
             log.error("store unavailable", exc_info=True)
-            return _json(
-                {
-                    "ok": False,
-                    "error": "The message store is unavailable; nothing was stored, retry later.",
-                    "field": None,
-                },
+            return error_response(
                 503,
-                [("Retry-After", str(RETRY_AFTER))],
+                "The message store is unavailable; nothing was stored, retry later.",
+                headers=[("Retry-After", str(RETRY_AFTER))],
             )
         except HTTPException as exc:
             return self._http_error(request, exc)
         except Exception:
             log.exception("unhandled error for %s %s", request.method, request.path)
-            return _json(
-                {"ok": False, "error": "Internal error in habitat_http.", "field": None}, 500
-            )
+            return error_response(500, "Internal error in habitat_http.")
 
     def _http_error(self, request: Request, exc: HTTPException) -> Response:
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
-        payload: dict[str, Any] = {"ok": False, "field": None}
+        extra: dict[str, Any] = {}
         if isinstance(exc, NotFound):
-            payload["error"] = f"There is no action at {request.path}."
-            payload["actions"] = [f"{method} {path}: {what}" for method, path, what in ACTIONS]
+            error = f"There is no action at {request.path}."
+            extra["actions"] = [f"{method} {path}: {what}" for method, path, what in ACTIONS]
         elif isinstance(exc, MethodNotAllowed):
             allowed = ", ".join(exc.valid_methods or ())
-            payload["error"] = f"{request.method} is not allowed on {request.path}; use {allowed}."
-        elif isinstance(exc, RequestEntityTooLarge):
-            if exc.description != RequestEntityTooLarge.description:
-                payload["error"] = exc.description
-            else:
-                limit = (request.max_content_length or 1) - 1  # body.read_body set it
-                payload["error"] = f"The body is larger than the limit of {limit} bytes."
+            error = f"{request.method} is not allowed on {request.path}; use {allowed}."
+        elif isinstance(exc, BadHost):
+            error = "The Host header is not a valid host name."
+        elif isinstance(exc, RequestEntityTooLarge) and (
+            exc.description == RequestEntityTooLarge.description
+        ):
+            limit = (request.max_content_length or 1) - 1  # body.read_body set it
+            error = f"The body is larger than the limit of {limit} bytes."
         else:
-            payload["error"] = exc.description or exc.name
-        return _json(payload, exc.code or 500, headers)
+            error = exc.description or exc.name
+        return error_response(exc.code or 500, error, headers=headers, **extra)
 
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """The WSGI entry point without ProxyFix (PEP 3333)."""
         request = Request(environ)
         response = self.dispatch_request(request)
+        if response.status_code >= 400:
+            body.drain(request)
         return response(environ, start_response)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -1,6 +1,7 @@
 """Decoding a request body into message fields.
 
-Two content types carry a message (habitat's HTTP POST format, DESIGN.md section 3):
+Two content types carry a message (habitat's HTTP POST format;
+docs/architecture.rst, "Messages"):
 
 - ``application/json``: one JSON object with the message's fields;
 - ``application/x-www-form-urlencoded``: the same field names, where ``data`` holds
@@ -17,68 +18,30 @@ too.
 
 from __future__ import annotations
 
-import io
-import json
-import re
 import zlib
 from typing import Any
+from urllib.parse import parse_qsl
 
-from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
-from werkzeug.formparser import FormDataParser
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
+from .strictjson import first_problem, loads, parse
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
 
-
-def _refuse_constant(name: str) -> Any:
-    # json.loads accepts NaN and Infinity, which are not JSON (RFC 8259 section 6).
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# A \uD800-\uDFFF escape: the only way a lone surrogate gets into parsed JSON.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse strict JSON (RFC 8259): no NaN or Infinity; UTF-8, -16 or -32 bytes.
-
-    Text with a lone surrogate (an unpaired ``\ud800``-``\udfff`` escape) is
-    refused, as it cannot be stored or sent back as UTF-8 (RFC 8259 section 8.2).
-
-    Raises:
-        ValueError: the text is not valid JSON, holds a lone surrogate, or nests
-            too deeply to parse.
-    """
-    if isinstance(text, bytes):
-        # Decode first (UTF-8, -16 or -32, RFC 8259 section 8.1), so the escape
-        # check below sees text whatever the encoding.
-        text = text.decode(json.detect_encoding(text), "strict")
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ValueError("JSON nests too deeply") from None
-    if _SURROGATE_ESCAPE.search(text):  # rare: check every string only then
-        _check_unicode(value)
-    return value
-
-
-def _check_unicode(value: Any) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("a string holds an unpaired UTF-16 surrogate") from None
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+#: The most of a refused body the gateway reads and discards before answering, in
+#: bytes. A front server (nginx, with client_max_body_size 2m in deploy/) still
+#: sending a body when the connection closes turns the answer into a 502, which
+#: clients retry; reading the rest lets it deliver the 4xx instead.
+DRAIN_LIMIT = 4 * 1024 * 1024
 
 
 def read_body(request: Request, max_body: int) -> bytes:
@@ -97,12 +60,15 @@ def read_body(request: Request, max_body: int) -> bytes:
         RequestEntityTooLarge: the body, or what it decompresses to, is longer than
             ``max_body`` (413).
         UnsupportedMediaType: another Content-Encoding (415).
-        InvalidMessage: the compressed data is corrupt or truncated (400).
+        RequestTimeout: the server's read timeout passed while reading (408).
+        InvalidMessage: the request framing is broken (a chunk gunicorn cannot
+            decode, or a body that ends early), or the compressed data is corrupt
+            or truncated (400).
     """
     # One byte over the limit, so a chunked body that reaches it is known to be
     # too long instead of being silently cut short.
     request.max_content_length = max_body + 1
-    data = request.get_data(cache=False)
+    data = _read_input(request)
     if len(data) > max_body:
         raise RequestEntityTooLarge()
     header = request.headers.get("Content-Encoding", "")
@@ -119,6 +85,53 @@ def read_body(request: Request, max_body: int) -> bytes:
                 f"Content-Encoding {coding} is not supported; send gzip, deflate or identity."
             )
     return data
+
+
+def _read_input(request: Request) -> bytes:
+    """Read the body from ``wsgi.input``, turning broken framing into a 400 or 408."""
+    try:
+        return request.get_data(cache=False)
+    except ParseException as exc:
+        # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
+        # or a malformed trailer (RFC 9112 section 7.1).
+        detail = str(exc)[:120]
+        raise InvalidMessage.one(None, f"The request framing is broken: {detail}.") from None
+    except (OSError, ClientDisconnected) as exc:
+        # werkzeug turns an OSError from the stream into ClientDisconnected.
+        cause = exc if isinstance(exc, OSError) else exc.__context__
+        if isinstance(cause, TimeoutError):
+            # The server's read timeout (the SCGI connection deadline): a slow
+            # client, not a wrong message, so not a 400.
+            raise RequestTimeout("The body did not arrive in time; send it again.") from None
+        # The body stopped before its declared length or last chunk (gunicorn's
+        # NoMoreData), or the connection broke while it was read.
+        raise InvalidMessage.one(
+            None, "The request framing is broken: the body ended before its declared end."
+        ) from None
+
+
+def drain(request: Request, limit: int = DRAIN_LIMIT) -> None:
+    """Read and discard what the app left of the request body, up to ``limit`` bytes.
+
+    Called after a 4xx so that the connection can be closed (or reused) without
+    resetting a client or proxy that is still sending. werkzeug's input stream
+    knows how much of a Content-Length body was read; a chunked body is read to
+    its end. Errors while reading are ignored: the connection closes anyway.
+    """
+    try:
+        if request.environ.get("wsgi.input_terminated"):
+            # The server ends the input at the body's end (gunicorn, de-chunked).
+            stream = request.environ["wsgi.input"]
+        else:
+            request.max_content_length = None  # werkzeug's stream, without the 413 check
+            stream = request.stream  # knows how much of CONTENT_LENGTH was read
+        while limit > 0:
+            chunk = stream.read(min(limit, 65536))
+            if not chunk:
+                return
+            limit -= len(chunk)
+    except (OSError, ValueError, ParseException, ClientDisconnected):
+        pass
 
 
 def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
@@ -154,11 +167,36 @@ def _content_type(request: Request, allow_form: bool) -> bool:
     raise UnsupportedMediaType(f"Send {kinds}, not {mimetype or 'no Content-Type'}.")
 
 
-def _json_body(raw: bytes) -> Any:
-    try:
-        return loads(raw)
-    except ValueError as exc:
-        raise InvalidMessage.one(None, f"The body is not valid JSON: {exc}.") from None
+def _not_json(exc: ValueError) -> InvalidMessage:
+    return InvalidMessage.one(None, f"The body is not valid JSON: {exc}.")
+
+
+def _form_fields(raw: bytes) -> dict[str, Any]:
+    """The fields of a form-urlencoded body, each name and value strict UTF-8 text.
+
+    The body is split and percent-decoded as latin-1, which keeps every byte, so
+    that raw and percent-encoded bytes are both checked as UTF-8 (the encoding
+    the WHATWG URL standard gives application/x-www-form-urlencoded).
+
+    Raises:
+        InvalidMessage: a name or value is not UTF-8, or a field is given twice (400).
+    """
+    fields: dict[str, Any] = {}
+    for name_bytes, value_bytes in parse_qsl(
+        raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1"
+    ):
+        try:
+            name = name_bytes.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidMessage.one(None, "A form field name must be UTF-8 text.") from None
+        try:
+            value = value_bytes.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidMessage.one(name, f"{name} must be UTF-8 text.") from None
+        if name in fields:
+            raise InvalidMessage.one(name, f"{name} is given twice; send each field once.")
+        fields[name] = value
+    return fields
 
 
 def read_fields(request: Request, max_body: int) -> dict[str, Any]:
@@ -177,21 +215,24 @@ def read_fields(request: Request, max_body: int) -> dict[str, Any]:
             Content-Encoding (415).
         RequestEntityTooLarge: the body is over the limit (413).
         InvalidMessage: the body is not a JSON object, the form's ``data`` is not
-            JSON, or the compressed data is corrupt (400).
+            JSON, a form name or value is not UTF-8, a key or form field is given
+            twice, an integer is too long to read, the framing is broken, or the
+            compressed data is corrupt (400); ``field`` names the place when known.
     """
     is_json = _content_type(request, allow_form=True)
     raw = read_body(request, max_body)
     if is_json:
-        fields = _json_body(raw)
+        try:
+            fields = loads(raw)
+        except ValueError as exc:
+            raise _not_json(exc) from None
         if not isinstance(fields, dict):
             raise InvalidMessage.one(None, "The body must be a JSON object holding one message.")
         return fields
-    parser = FormDataParser(max_form_memory_size=max_body, max_content_length=max_body)
-    _, form, _ = parser.parse(io.BytesIO(raw), FORM_TYPE, len(raw), request.mimetype_params)
-    fields = {key: form[key] for key in form}
+    fields = _form_fields(raw)
     if "data" in fields:
         try:
-            fields["data"] = loads(fields["data"])
+            fields["data"] = loads(fields["data"], field="data")
         except ValueError as exc:
             raise InvalidMessage.one(
                 "data", f"data must be the JSON text of an object ({exc})."
@@ -211,11 +252,19 @@ def read_batch(request: Request, max_body: int, max_items: int) -> list[Any]:
         UnsupportedMediaType: not JSON, or an unknown Content-Encoding (415).
         RequestEntityTooLarge: the body is over the limit, or holds more than
             ``max_items`` items (413).
-        InvalidMessage: the body is not a non-empty JSON array, or its compressed
-            data is corrupt (400).
+        InvalidMessage: the body is not a non-empty JSON array, the framing is
+            broken, or its compressed data is corrupt (400).
+
+    Returns:
+        The items. An item holding a key given twice or an integer too long to
+        read (:mod:`strictjson`) is replaced by the InvalidMessage saying why, so
+        that it is rejected alone.
     """
     _content_type(request, allow_form=False)
-    items = _json_body(read_body(request, max_body))
+    try:
+        items, marked = parse(read_body(request, max_body))
+    except ValueError as exc:
+        raise _not_json(exc) from None
     if not isinstance(items, list):
         raise InvalidMessage.one(None, "The body must be a JSON array of message objects.")
     if not items:
@@ -224,4 +273,6 @@ def read_batch(request: Request, max_body: int, max_items: int) -> list[Any]:
         raise RequestEntityTooLarge(
             f"The batch holds {len(items)} messages; send at most {max_items} at once."
         )
+    if marked:  # each item with a key given twice or a too-long integer is rejected alone
+        items = [InvalidMessage([p]) if (p := first_problem(i)) else i for i in items]
     return items

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import click
 
+from .archive import DOCUMENT_TYPES, open_archive
 from .config import Config, ConfigError
 from .store import StoreError, open_store
 
@@ -53,7 +54,7 @@ def messages(db_url: str | None, after: int, limit: int | None) -> None:
                 record = asdict(message)
                 out.write(json.dumps({k: record[k] for k in MESSAGE_KEYS}, ensure_ascii=False))
                 out.write("\n")
-            after = rows[-1].id or after
+            after = rows[-1].id
             if remaining is not None:
                 remaining -= len(rows)
         store.close()
@@ -160,7 +161,7 @@ def server(db_url: str | None, config_file: str | None) -> None:
         server_config = ServerConfig.from_file(config_file)
         store = open_store(url, timeout=config.db_timeout)
         store.initialize()  # fail fast: unreachable database, or a newer schema
-        sinks = load_sinks(server_config, url)
+        sinks = load_sinks(server_config, url, store)
     except (ConfigError, SinkLoadError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     stop = threading.Event()
@@ -206,7 +207,7 @@ def status(db_url: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument(
     "doc_type",
-    type=click.Choice(["payload_telemetry", "listener_information", "listener_telemetry"]),
+    type=click.Choice(DOCUMENT_TYPES),
 )
 @click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
 @click.option(
@@ -219,11 +220,9 @@ def status(db_url: str | None, as_json: bool) -> None:
 )
 def archive(doc_type: str, db_url: str | None, after: int) -> None:
     """Print archive documents as JSON lines, in the order they were first made."""
-    from .store import open_archive
-
     try:
         config, url = _db(db_url)
-        docs = open_archive(url, timeout=config.db_timeout)
+        docs = open_archive(open_store(url, timeout=config.db_timeout))
         for doc in docs.documents(doc_type, after):
             click.echo(json.dumps(doc, ensure_ascii=False))
         docs.close()
@@ -282,7 +281,13 @@ def init_db(db_url: str | None) -> None:
         config, url = _db(db_url)
         store = open_store(url, timeout=config.db_timeout)
         store.initialize(at_startup=False)
+        open_archive(store).initialize(at_startup=False)
         store.close()
     except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{url}: schema is up to date")
+
+
+from .client.command import upload  # noqa: E402
+
+main.add_command(upload)

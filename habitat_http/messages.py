@@ -1,8 +1,8 @@
 """Message types, their data rules, callsign rules and clock correction.
 
 Pure code with no I/O. The rules follow habitat's message format as modernised in
-DESIGN.md section 3: a client posts ``callsign``, ``type``, ``time_created``,
-``time_uploaded`` and ``data``; the gateway checks each field, corrects the
+docs/architecture.rst ("Messages"): a client posts ``callsign``, ``type``,
+``time_created``, ``time_uploaded`` and ``data``; the gateway checks each field, corrects the
 client's clock and hands back a :class:`Message` ready to store.
 
 Schemas are pydantic models in strict mode, so ``true`` is never a number and
@@ -47,7 +47,7 @@ MAX_INFO_CHARS = 256
 MAX_MESSAGE_ID = 64
 #: Timestamps outside 0 .. 10**10 s (1970 .. 2286) are client bugs, not clock skew.
 MAX_TIMESTAMP = 10**10
-_CALLSIGN_RE = re.compile(r"[A-Za-z0-9/_-]{1,32}")
+_CALLSIGN_RE = re.compile(rf"[A-Za-z0-9/_-]{{1,{MAX_CALLSIGN}}}")
 _HAS_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
 _DECIMAL_RE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 _HMS_RE = re.compile(r"([0-9]{1,2}):([0-9]{2}):([0-9]{2})")
@@ -71,7 +71,6 @@ class Message:
         ip: the client's IP address as text, or None when unknown.
         time_received: server time of receipt in seconds since the UNIX epoch, with
             sub-second precision.
-        id: the store's id, increasing with each stored message; None before storing.
         dedup_key: what makes two uploads the same message (see :func:`dedup_key`);
             the store keeps one message per key. None for messages not from clients.
     """
@@ -83,8 +82,18 @@ class Message:
     data: dict[str, Any]
     ip: str | None
     time_received: float
-    id: int | None = None
     dedup_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage(Message):
+    """A :class:`Message` as read back from the store, which sinks receive.
+
+    Attributes:
+        id: the store's id, increasing with each stored message (keyword-only).
+    """
+
+    id: int = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +174,13 @@ def _timestamp(value: Any) -> float:
 
 
 def _callsign(value: str, info: ValidationInfo) -> str:
-    """Callsign rule: 1-32 of A-Z a-z 0-9 / _ -, one letter or digit; upper-cased."""
+    """Callsign rule: 1 to :data:`MAX_CALLSIGN` of A-Z a-z 0-9 / _ -, one letter or
+    digit; upper-cased."""
     if not _CALLSIGN_RE.fullmatch(value):
         raise PydanticCustomError(
             "callsign_pattern",
-            "must be 1 to 32 characters from A-Z, a-z, 0-9, '/', '_' and '-'",
+            "must be 1 to {limit} characters from A-Z, a-z, 0-9, '/', '_' and '-'",
+            {"limit": MAX_CALLSIGN},
         )
     if not _HAS_ALNUM_RE.search(value):
         raise PydanticCustomError("callsign_pattern", "must contain at least one letter or digit")

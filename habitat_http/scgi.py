@@ -15,7 +15,10 @@ SCGI server did around it:
   unless asked, and is created under a umask so it is never wider in between;
 - SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI and the mount prefix,
   because Apache's mod_proxy_scgi sends the whole path as SCRIPT_NAME and nginx's
-  scgi_params send no PATH_INFO (DESIGN.md section 5);
+  scgi_params send no PATH_INFO (docs/architecture.rst, "Front servers"); without a prefix, a
+  SCRIPT_NAME that is a proper prefix of the path is the mount point (PEP 3333);
+- the body is read as exactly CONTENT_LENGTH bytes, as the SCGI spec defines it,
+  even when the front server passes the client's Transfer-Encoding: chunked;
 - the app is served without ProxyFix: the front server sets REMOTE_ADDR, so
   X-Forwarded-For is never applied on this path.
 
@@ -36,6 +39,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from . import body
+
 # flup 1.0.3 still calls Thread.setDaemon and threading.currentThread.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"flup\.")
 
@@ -49,7 +54,7 @@ log = logging.getLogger(__name__)
 
 #: Bytes of an unread request body drained before closing, so that closing a
 #: socket with unread data does not reset the response the front server reads.
-DRAIN_LIMIT = 1024 * 1024
+DRAIN_LIMIT = body.DRAIN_LIMIT
 
 
 class SCGIStartError(Exception):
@@ -124,13 +129,28 @@ def _connection_class(timeout: float) -> type[Connection]:
 
 
 class MountedApp:
-    """WSGI middleware that rebuilds SCRIPT_NAME and PATH_INFO from REQUEST_URI.
+    """WSGI middleware for the SCGI path: the mount point, and the body's length.
+
+    SCRIPT_NAME and PATH_INFO are rebuilt from REQUEST_URI:
+
+    - with a ``prefix`` (``--prefix``), a path under it is split there. Apache's
+      mod_proxy_scgi needs this: it sends the whole path as SCRIPT_NAME;
+    - without one, a SCRIPT_NAME sent by the front server is the mount point
+      (PEP 3333) when it is a proper prefix of the path, ending at a ``/``, as
+      from nginx's ``scgi_param SCRIPT_NAME /habitat;``. Otherwise, as for a
+      whole path sent as SCRIPT_NAME, the path is routed from the root.
+
+    The body is exactly CONTENT_LENGTH bytes (the SCGI spec: always present, the
+    body's length). A front server that de-chunked a chunked request still
+    passes HTTP_TRANSFER_ENCODING (nginx does), which would make werkzeug ignore
+    the length and read nothing; it is removed, as it described the client's
+    hop, not this body.
 
     Args:
         app: the WSGI application (habitat's app without ProxyFix).
-        prefix: the mount point, e.g. ``/habitat``, or ``""`` for the root. A
-            request outside the prefix keeps its whole path in PATH_INFO with an
-            empty SCRIPT_NAME, so it is routed from the root.
+        prefix: the mount point, e.g. ``/habitat``, or ``""`` for none. A request
+            outside the prefix keeps its whole path in PATH_INFO with an empty
+            SCRIPT_NAME, so it is routed from the root.
 
     After the app has answered, an unread request body is drained (up to
     :data:`DRAIN_LIMIT` bytes) so that flup's close does not reset the connection.
@@ -140,6 +160,12 @@ class MountedApp:
         self.app = app
         self.prefix = prefix.rstrip("/")
 
+    def _mount_point(self, environ: WSGIEnvironment, path: str) -> str:
+        if self.prefix:
+            return self.prefix
+        sent = str(environ.get("SCRIPT_NAME", "")).rstrip("/")
+        return sent if sent and path.startswith(sent + "/") else ""
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         uri = environ.get("REQUEST_URI")
         if uri is not None:
@@ -147,10 +173,12 @@ class MountedApp:
             # flup hands REQUEST_URI over as latin-1 text of the raw bytes.
             raw = uri.split("?", 1)[0].encode("latin-1", "replace")
             path = unquote_to_bytes(raw).decode("latin-1")
-            if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
-                environ["SCRIPT_NAME"], environ["PATH_INFO"] = self.prefix, path[len(self.prefix) :]
+            mount = self._mount_point(environ, path)
+            if mount and (path == mount or path.startswith(mount + "/")):
+                environ["SCRIPT_NAME"], environ["PATH_INFO"] = mount, path[len(mount) :]
             else:
                 environ["SCRIPT_NAME"], environ["PATH_INFO"] = "", path
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
         stream = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
         body = self.app(environ, start_response)
         stream.drain(environ.get("CONTENT_LENGTH"))

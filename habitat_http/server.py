@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import ServerConfig
-from .messages import Message
+from .messages import StoredMessage
 from .sinks import DeliveryError, Sink, SinkContext, deliver, load
 from .store import START, CheckpointStore, Position, StoreError
 
@@ -82,7 +82,7 @@ class MessageServer:
             Whether any sink moved its checkpoint (so there may be more to do).
         """
         progressed = False
-        batches: dict[Position, list[tuple[Position, Message]]] = {}
+        batches: dict[Position, list[tuple[Position, StoredMessage]]] = {}
         for state in self._sinks:
             if stop is not None and stop.is_set():
                 break
@@ -97,7 +97,7 @@ class MessageServer:
                 progressed |= self._offer(state, batch)
         return progressed
 
-    def _offer(self, state: _SinkState, batch: list[tuple[Position, Message]]) -> bool:
+    def _offer(self, state: _SinkState, batch: list[tuple[Position, StoredMessage]]) -> bool:
         wanted = [i for i, (_, m) in enumerate(batch) if m.type in state.sink.types]
         try:
             if wanted:
@@ -163,14 +163,16 @@ class MessageServer:
         return max(0.01, min([self.config.poll_interval, *waits]))
 
 
-def load_sinks(config: ServerConfig, db_url: str) -> list[tuple[str, Sink]]:
-    """Load every configured sink.
+def load_sinks(
+    config: ServerConfig, db_url: str, store: CheckpointStore | None = None
+) -> list[tuple[str, Sink]]:
+    """Load every configured sink, giving each the server's ``store`` (see SinkContext).
 
     Raises:
         SinkLoadError: one cannot be loaded or lacks the interface.
     """
     return [
-        (spec.name, load(spec.use, SinkContext(spec.name, db_url, spec.options)))
+        (spec.name, load(spec.use, SinkContext(spec.name, db_url, spec.options, store)))
         for spec in config.sinks
     ]
 

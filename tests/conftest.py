@@ -4,6 +4,7 @@ telemetry from tests/data, and real gunicorn processes on free loopback ports.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -215,6 +216,16 @@ def pg_url() -> Iterator[str]:
 
     Skips (saying why) only when no server is reachable; .ci/run starts one.
     """
+    with throwaway_pg_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_pg_database() -> Iterator[str]:
+    """The URL of a new, empty database on the machine's PostgreSQL, dropped after.
+
+    Skips (saying why) only when no server is reachable.
+    """
     import uuid
 
     import psycopg
@@ -238,9 +249,13 @@ def pg_reset(url: str) -> None:
     """Empty every table of the test database (the schema stays)."""
     import psycopg
 
+    from habitat_http.archive import open_archive
     from habitat_http.store.postgres import PostgresStore
 
-    PostgresStore(url).initialize()
+    store = PostgresStore(url)
+    store.initialize()
+    open_archive(store).initialize()
+    store.close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(ARCHIVE_TABLES)} RESTART IDENTITY")
 

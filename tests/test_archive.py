@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from habitat_http.archive import estimate_time_created
+from habitat_http.archive.rules import estimate_time_created
+from habitat_http.archive.sqlite import SQLiteArchive
 from habitat_http.messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, Message
 from habitat_http.store.sqlite import SQLiteStore
-from habitat_http.store.sqlite_archive import SQLiteArchive
 
 RAW = base64.b64encode(b"$$ALMA-2,55,11:35:54,51.700709,4.662995,21,6,30,2934,08,ME*FD23").decode()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from habitat_http.archive import open_archive
 from habitat_http.messages import (
     LISTENER_INFO,
     LISTENER_TELEM,
@@ -22,7 +23,6 @@ from habitat_http.store import (
     CheckpointStore,
     Position,
     SchemaTooNew,
-    open_archive,
     open_store,
 )
 
@@ -166,7 +166,7 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
 
 
 def archive_all(db_url: str, store: CheckpointStore) -> dict[str, list[dict[str, Any]]]:
-    archive = open_archive(db_url)
+    archive = open_archive(open_store(db_url))
     archive.apply([m for _, m in store.deliverable(START, 10_000)])
     docs = {
         kind: list(archive.documents(kind))
@@ -228,7 +228,7 @@ def test_concurrent_merges_lose_no_receiver(db_url: str, store: CheckpointStore)
     errors: list[BaseException] = []
 
     def merge(part: list[Message]) -> None:
-        archive = open_archive(db_url)
+        archive = open_archive(open_store(db_url))
         barrier.wait()
         try:
             archive.apply(part)
@@ -243,7 +243,7 @@ def test_concurrent_merges_lose_no_receiver(db_url: str, store: CheckpointStore)
     for t in threads:
         t.join()
     assert errors == []
-    archive = open_archive(db_url)
+    archive = open_archive(open_store(db_url))
     docs = list(archive.documents("payload_telemetry"))
     archive.close()
     assert len(docs) == 5

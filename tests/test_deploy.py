@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from .conftest import ROOT
+import pytest
+
+from .conftest import ROOT, free_port
+from .http_layout import http_layout, nginx_site, reachable_dir, request, wait_for_port
+from .nginx import nginx_command, start_nginx, write_conf
+from .test_scgi import launch
 
 DEPLOY = ROOT / "deploy"
 
@@ -19,7 +30,10 @@ def unit_seconds(name: str, key: str) -> float:
 
 def test_gunicorn_settings() -> None:
     settings = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
-    assert settings["worker_class"] == "gthread"  # safe without a buffering proxy
+    # Threads share SQLite commits. Neither gthread nor sync survives slow clients
+    # alone: nginx in front does (tests/test_slow_clients.py).
+    assert settings["worker_class"] == "gthread"
+    assert settings["bind"] == ["127.0.0.1:8000"]  # loopback: nginx faces the clients
     assert settings["accesslog"] == "-"
     assert settings["graceful_timeout"] < settings["timeout"]
     # systemd must not kill workers in the middle of a graceful drain.
@@ -43,3 +57,87 @@ def test_front_servers_point_at_the_units_socket() -> None:
     for conf in ("nginx/habitat.conf", "apache/habitat.conf"):
         assert "/run/habitat/scgi.sock" in (DEPLOY / conf).read_text()
     assert "ProxySCGIInternalRedirect Off" in (DEPLOY / "apache/habitat.conf").read_text()
+
+
+# --- Through the real front servers --------------------------------------------------
+
+JUST_OVER_BATCH_LIMIT = 1024 * 1024 + 1  # HABITAT_MAX_BATCH_BODY's default, plus one byte
+
+
+def over_long_batch(size: int) -> bytes:
+    """A /messages body of ``size`` bytes: an empty JSON list padded with spaces."""
+    return b"[" + b" " * (size - 2) + b"]"
+
+
+def check_json_413(port: int, path: str, size: int) -> None:
+    status, headers, body = request(
+        port, "POST", path, over_long_batch(size), {"Content-Type": "application/json"}
+    )
+    # The gateway's answer, not nginx's HTML page: JSON that says what to change.
+    assert status == 413, body[:200]
+    assert headers["Content-Type"].startswith("application/json"), body[:200]
+    assert json.loads(body)["ok"] is False
+
+
+def test_every_nginx_config_lets_the_gateway_refuse_over_long_bodies() -> None:
+    limit = 1024 * 1024  # HABITAT_MAX_BATCH_BODY's default
+    for conf in sorted((DEPLOY / "nginx").glob("*.conf")):
+        match = re.search(r"client_max_body_size (\d+)([km]?);", conf.read_text())
+        assert match, f"{conf.name} sets no client_max_body_size"
+        size = int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2)]
+        assert size > limit, conf.name
+
+
+def test_every_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
+    for conf in sorted((DEPLOY / "nginx").glob("*.conf")):
+        work = tmp_path / conf.stem
+        site = nginx_site(conf.name, free_port())
+        checked = subprocess.run(
+            nginx_command(work, write_conf(work, site), "-t"), capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.slow
+def test_over_long_batch_gets_the_gateways_json_413_through_nginx_and_gunicorn(
+    tmp_path: Path,
+) -> None:
+    with http_layout(tmp_path) as layout:
+        check_json_413(layout.port, "/messages", JUST_OVER_BATCH_LIMIT)
+        check_json_413(layout.port, "/message", JUST_OVER_BATCH_LIMIT)
+
+
+@pytest.mark.slow
+def test_over_long_batch_gets_the_gateways_json_413_through_nginx_and_scgi() -> None:
+    with nginx_scgi() as port:
+        check_json_413(port, "/habitat/messages", JUST_OVER_BATCH_LIMIT)
+        check_json_413(port, "/habitat/message", JUST_OVER_BATCH_LIMIT)
+
+
+@contextmanager
+def nginx_scgi() -> Iterator[int]:
+    """nginx (deploy/nginx/habitat.conf) in front of ``habitat-http scgi``; yield its port."""
+    with reachable_dir("habitat-scgi-") as sockets, reachable_dir("habitat-nginx-") as work:
+        scgi = launch(sockets, "--prefix", "/habitat", "--mode", "0666")
+        try:
+            port = free_port()
+            site = nginx_site("habitat.conf", port, {"/run/habitat/scgi.sock": scgi.socket_path})
+            process = start_nginx(work, site)
+            try:
+                wait_for_port(port, process, work / "error.log")
+                yield port
+            finally:
+                process.send_signal(signal.SIGQUIT)
+                process.wait(15)
+        finally:
+            scgi.stop()
+
+
+@pytest.mark.slow
+def test_any_body_nginx_lets_through_gets_a_4xx(tmp_path: Path) -> None:
+    sizes = (1024 * 1024 + 4096, 1536 * 1024, 2 * 1024 * 1024)  # up to client_max_body_size
+    with http_layout(tmp_path) as layout, nginx_scgi() as scgi_port:
+        for port, path in ((layout.port, "/messages"), (scgi_port, "/habitat/messages")):
+            for size in sizes:
+                for _ in range(5):
+                    check_json_413(port, path, size)

@@ -8,6 +8,7 @@ from deploy/, with only the port and socket path changed.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -99,14 +100,13 @@ def start_scgi(socket_dir: Path) -> SCGIServer:
     return launch(socket_dir, "--prefix", "/habitat", "--mode", "0666")
 
 
-@pytest.fixture
-def nginx(tmp_path: Path, socket_dir: Path) -> Iterator[Front]:
+@contextlib.contextmanager
+def running_nginx(tmp_path: Path, site: str, scgi: SCGIServer) -> Iterator[Front]:
+    """nginx with ``site`` (port 80 and the socket path replaced) in front of ``scgi``."""
     if not os.path.exists(NGINX):
         pytest.fail("nginx is not installed: run tests/install-servers")
-    scgi = start_scgi(socket_dir)
     port = free_port()
     work = tmp_path / "nginx"
-    site = (ROOT / "deploy/nginx/habitat.conf").read_text()
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("/run/habitat/scgi.sock", scgi.socket_path)
     process = start_nginx(work, site)
@@ -118,6 +118,13 @@ def nginx(tmp_path: Path, socket_dir: Path) -> Iterator[Front]:
         process.send_signal(signal.SIGQUIT)
         process.wait(15)
         scgi.stop()
+
+
+@pytest.fixture
+def nginx(tmp_path: Path, socket_dir: Path) -> Iterator[Front]:
+    site = (ROOT / "deploy/nginx/habitat.conf").read_text()
+    with running_nginx(tmp_path, site, start_scgi(socket_dir)) as front:
+        yield front
 
 
 @pytest.fixture
@@ -196,3 +203,67 @@ def test_through_nginx(nginx: Front) -> None:
 
 def test_through_apache(apache: Front) -> None:
     check_front(apache)
+
+
+def curl_chunked(front: Front, path: str, body: bytes) -> tuple[int, Any]:
+    """POST ``body`` with curl as ``Transfer-Encoding: chunked`` (no Content-Length)."""
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            "@-",
+            f"http://127.0.0.1:{front.port}{path}",
+        ],
+        input=body,
+        capture_output=True,
+        check=True,
+    ).stdout
+    answer, _, status = out.rpartition(b"\n")
+    return int(status), json.loads(answer)
+
+
+def test_chunked_bodies_through_nginx_are_read_whole(nginx: Front) -> None:
+    # nginx de-chunks and sends CONTENT_LENGTH, but passes HTTP_TRANSFER_ENCODING too.
+    status, one = curl_chunked(nginx, "/habitat/message", json.dumps(telem()).encode())
+    assert status == 200, one
+    items = [telem(f"$$CHUNKED,{n}*00") for n in range(3)]
+    status, many = curl_chunked(nginx, "/habitat/messages", json.dumps(items).encode())
+    assert status == 200 and many["accepted"] == 3, many
+    ids = [one["id"], *(r["id"] for r in many["results"])]
+    assert [r["id"] for r in cli_messages(nginx.scgi.db_url)] == ids
+
+
+def test_script_name_from_nginx_is_the_mount_point_without_prefix(
+    tmp_path: Path, socket_dir: Path
+) -> None:
+    # The conventional nginx mount, in front of `habitat-http scgi` without --prefix.
+    site = """
+server {
+    listen 80;
+    location /habitat/ {
+        include scgi_params;
+        scgi_param SCRIPT_NAME /habitat;
+        scgi_pass unix:/run/habitat/scgi.sock;
+    }
+}
+"""
+    scgi = launch(socket_dir, "--mode", "0666")
+    with running_nginx(tmp_path, site, scgi) as front:
+        status, body = front.post("/habitat/message", telem())
+        assert status == 200, body
+        status, page = front.get("/habitat/")
+        assert status == 200 and b"POST /habitat/message" in page
+        status, missing = front.get("/habitat/nothing-here")
+        assert status == 404 and b"/nothing-here" in missing
+        assert [r["id"] for r in cli_messages(scgi.db_url)] == [body["id"]]

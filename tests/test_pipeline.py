@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from habitat_http.archive import estimate_time_created
+from habitat_http.archive.rules import estimate_time_created
 from habitat_http.messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, Message
 from habitat_http.store.sqlite import SQLiteStore
 

@@ -85,3 +85,43 @@ def test_an_unread_body_is_drained_up_to_the_limit() -> None:
     big = env("/message", b"x" * (DRAIN_LIMIT + 5000))
     call("", big)
     assert big["wsgi.input"].consumed == DRAIN_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("sent", "uri", "script_name", "path_info"),
+    [
+        ("/habitat", "/habitat/message", "/habitat", "/message"),  # nginx scgi_param
+        ("/habitat/", "/habitat/message", "/habitat", "/message"),
+        ("/habitat", "/habitat/", "/habitat", "/"),
+        ("/habitat/message", "/habitat/message", "", "/habitat/message"),  # Apache: whole path
+        ("/habitat", "/habitatx/message", "", "/habitatx/message"),
+        ("/other", "/habitat/message", "", "/habitat/message"),
+        ("", "/message", "", "/message"),
+    ],
+)
+def test_a_script_name_sent_by_the_front_server_is_the_mount_point(
+    sent: str, uri: str, script_name: str, path_info: str
+) -> None:
+    seen, _ = call("", env(uri, SCRIPT_NAME=sent, PATH_INFO=""))
+    assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == (script_name, path_info)
+
+
+def test_the_prefix_wins_over_a_sent_script_name() -> None:
+    seen, _ = call("/habitat", env("/habitat/message", SCRIPT_NAME="/habitat/message"))
+    assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/habitat", "/message")
+
+
+def test_the_body_is_content_length_bytes_even_when_chunked_was_passed() -> None:
+    from werkzeug.wrappers import Request
+
+    body = b'{"a": 1}'
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen["data"] = Request(environ).get_data()
+        start_response("200 OK", [])
+        return []
+
+    environ = env("/message", body, HTTP_TRANSFER_ENCODING="chunked")
+    MountedApp(app, "")(environ, lambda *a: None)  # type: ignore[arg-type]
+    assert seen["data"] == body

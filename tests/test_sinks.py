@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from habitat_http.archive.sink import ArchiveSink
 from habitat_http.sinks import SinkContext, SinkLoadError, load
-from habitat_http.sinks.archive import ArchiveSink
 
 from . import sink_examples
 
@@ -83,3 +83,31 @@ def test_bad_sinks_are_refused_clearly(spec: str, says: str) -> None:
         load(spec, ctx())
     assert says in str(info.value)
     assert spec in str(info.value)
+
+
+def test_the_archive_sink_works_through_the_servers_store(tmp_path: Path) -> None:
+    from habitat_http.config import ServerConfig, SinkSpec
+    from habitat_http.messages import RECEIVED_TELEM, Message
+    from habitat_http.server import load_sinks
+    from habitat_http.store import START
+    from habitat_http.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "h.db"), timeout=0.5)  # the server's settings
+    config = ServerConfig(sinks=(SinkSpec("archive", "archive"),))
+    [(_, sink)] = load_sinks(config, f"sqlite:///{tmp_path}/other.db", store)
+    sink.setup()
+    assert isinstance(sink, ArchiveSink) and sink.archive is not None
+    assert sink.archive.store is store  # type: ignore[attr-defined]
+    store.put(Message("M0A", RECEIVED_TELEM, 1000, 1001, {"string": "JCRYLDE="}, None, 1.0))
+    sink.messages([m for _, m in store.deliverable(START, 10)])
+    [doc] = sink.archive.documents("payload_telemetry")
+    assert set(doc["receivers"]) == {"M0A"}
+    assert not (tmp_path / "other.db").exists()  # no second store from db_url
+    sink.shutdown()
+    store.close()
+
+
+def test_the_archive_sink_needs_a_store() -> None:
+    sink = load("archive", ctx())
+    with pytest.raises(RuntimeError, match="store"):
+        sink.setup()

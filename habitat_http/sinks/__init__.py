@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from ..messages import CLIENT_TYPES, TELEM, Message
+from ..store import CheckpointStore
 
 ENTRY_POINT_GROUP = "habitat_http.sinks"
 #: Every message type a sink may ask for.
@@ -58,14 +59,17 @@ class SinkContext:
 
     Attributes:
         name: the sink's name in the config file; its checkpoint is kept under it.
-        db_url: the server's database (``HABITAT_DB``), which the archive sink
-            shares.
+        db_url: the server's database (``HABITAT_DB``), for sinks of other
+            packages that keep their own connection.
         options: the sink's own settings from the config file.
+        store: the message server's open store, which the archive sink shares;
+            None only where no server runs (e.g. a test building a sink alone).
     """
 
     name: str
     db_url: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    store: CheckpointStore | None = None
 
 
 SinkFactory = Callable[[SinkContext], Any]

@@ -6,11 +6,10 @@ the first call that needs the database connects and applies migrations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from ..config import ConfigError
-from ..messages import Message
+from ..messages import Message, StoredMessage
 
 
 class Position(NamedTuple):
@@ -95,7 +94,7 @@ class Store(Protocol):
         """
         ...
 
-    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[StoredMessage]:
         """Stored messages with ``id > after`` in id order, at most ``limit`` of them."""
         ...
 
@@ -114,9 +113,16 @@ class Store(Protocol):
 
 @runtime_checkable
 class CheckpointStore(Store, Protocol):
-    """A Store that also keeps the message server's per-sink checkpoints."""
+    """A Store that also keeps the message server's per-sink checkpoints.
 
-    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, Message]]:
+    Attributes:
+        dialect: the kind of database, ``sqlite`` or ``postgresql``; it chooses
+            the archive's backend (see :func:`habitat_http.archive.open_archive`).
+    """
+
+    dialect: str
+
+    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, StoredMessage]]:
         """The next messages to deliver after ``after``, in position order.
 
         Gap-free: a message not returned now because it is not yet committed
@@ -172,44 +178,3 @@ def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> 
 
         return PostgresStore(url, timeout=timeout)
     raise ConfigError(f"HABITAT_DB must be a sqlite:/// or postgresql:// URL, not {url!r}.")
-
-
-def open_archive(url: str, *, timeout: float = 5.0) -> Archive:
-    """The archive documents kept in the database at ``url`` (see :func:`open_store`).
-
-    Raises:
-        ConfigError: the URL's scheme is not supported.
-    """
-    store = open_store(url, timeout=timeout)
-    from .sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        from .sqlite_archive import SQLiteArchive
-
-        return SQLiteArchive(store)
-    from .postgres import PostgresStore
-    from .postgres_archive import PostgresArchive
-
-    assert isinstance(store, PostgresStore)
-    return PostgresArchive(store)
-
-
-class Archive(Protocol):
-    """The archive's documents (see :mod:`habitat_http.archive`)."""
-
-    def apply(self, batch: Sequence[Message]) -> None:
-        """Merge stored messages, in delivery order, into the documents, atomically and
-        idempotently.
-
-        Raises:
-            StoreUnavailable: nothing of the batch was applied.
-        """
-        ...
-
-    def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Documents of one type, in the order of the messages that created them."""
-        ...
-
-    def close(self) -> None:
-        """Release this process's connections."""
-        ...

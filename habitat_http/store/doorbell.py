@@ -52,8 +52,8 @@ class Listener:
         self._sock: socket.socket | None = None
         self._bound = True
 
-    def wait(self, timeout: float) -> bool:
-        """Block until a ring or ``timeout`` seconds; True when it rang.
+    def wait(self, timeout: float) -> None:
+        """Block until a ring or ``timeout`` seconds.
 
         Only one process can listen per database; the others just sleep.
         """
@@ -68,17 +68,16 @@ class Listener:
                 self._sock = sock
         if self._sock is None:
             time.sleep(timeout)
-            return False
+            return
         self._sock.settimeout(timeout)
         try:
             self._sock.recv(64)
         except TimeoutError:
-            return False
+            return
         self._sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
             while self._sock.recv(64):  # drain: many commits, one wake-up
                 pass
-        return True
 
     def close(self) -> None:
         if self._sock is not None:

@@ -26,7 +26,6 @@ itself when it returns.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -37,9 +36,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..messages import Message
+from ..messages import Message, StoredMessage
 from . import Checkpoint, Position, Stored, StoreUnavailable
+from .base import BaseStore
 from .migrations import Migration, pending
+from .rows import COLUMNS, from_row, outcomes, plan_inserts, to_row
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -66,34 +67,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             last_error_time DOUBLE PRECISION,
             failures        INTEGER          NOT NULL DEFAULT 0
         );
-        CREATE TABLE payload_telemetry (
-            id                     TEXT   PRIMARY KEY,
-            raw                    TEXT   NOT NULL,
-            receivers              JSONB  NOT NULL,
-            estimated_time_created BIGINT NOT NULL,
-            first_message          BIGINT NOT NULL
-        );
-        CREATE INDEX payload_telemetry_first ON payload_telemetry (first_message);
-        CREATE TABLE listener_information (
-            id             TEXT   PRIMARY KEY,
-            callsign       TEXT   NOT NULL,
-            time_created   BIGINT NOT NULL,
-            time_uploaded  BIGINT NOT NULL,
-            data           JSONB  NOT NULL,
-            source_message BIGINT NOT NULL UNIQUE
-        );
-        CREATE INDEX listener_information_latest
-            ON listener_information (callsign, time_created, source_message);
-        CREATE TABLE listener_telemetry (
-            id             TEXT   PRIMARY KEY,
-            callsign       TEXT   NOT NULL,
-            time_created   BIGINT NOT NULL,
-            time_uploaded  BIGINT NOT NULL,
-            data           JSONB  NOT NULL,
-            source_message BIGINT NOT NULL UNIQUE
-        );
-        CREATE INDEX listener_telemetry_latest
-            ON listener_telemetry (callsign, time_created, source_message);
         """
     ),
 )
@@ -101,18 +74,17 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: pg_advisory_xact_lock key that serialises migrations across hosts.
 _MIGRATION_LOCK = 0x48414249  # "HABI"
 
-_COLUMNS = "id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
+_COLUMNS = f"id, {COLUMNS}"
 _INSERT = (
-    "INSERT INTO messages (id, callsign, type, time_created, time_uploaded, ip, data,"
-    " time_received, dedup_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
 )
 
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
-class PostgresStore:
-    """Messages, checkpoints and archive tables in a PostgreSQL database.
+class PostgresStore(BaseStore):
+    """Messages and checkpoints (and the archive's tables) in a PostgreSQL database.
 
     Args:
         url: a libpq URL, e.g. ``postgresql://habitat@db.example.org/habitat``.
@@ -120,6 +92,8 @@ class PostgresStore:
             StoreUnavailable.
         pool_size: the most connections this process opens.
     """
+
+    dialect = "postgresql"
 
     def __init__(self, url: str, *, timeout: float = 5.0, pool_size: int = 10) -> None:
         self.url = url
@@ -203,10 +177,6 @@ class PostgresStore:
 
     # -- Store protocol ------------------------------------------------------
 
-    def put(self, message: Message) -> Stored:
-        """Commit one message; see :meth:`habitat_http.store.Store.put`."""
-        return self.put_many([message])[0]
-
     def put_many(self, messages: list[Message]) -> list[Stored]:
         """Commit ``messages`` in one transaction; a retry names its original.
 
@@ -216,17 +186,11 @@ class PostgresStore:
         Raises:
             StoreUnavailable: none of them was committed.
         """
-        rows = [_row(m) for m in messages]
-        results: list[Stored | None] = [None] * len(rows)
-        first: dict[bytes, int] = {}
-        fresh: list[int] = []
-        for pos, row in enumerate(rows):
-            key = row[-1]
-            if key is not None and key in first:
-                continue  # repeated within this batch: resolved below
-            if key is not None:
-                first[key] = pos
-            fresh.append(pos)
+        rows = [to_row(m, Jsonb) for m in messages]
+        keys: list[bytes | None] = [row[-1] for row in rows]
+        fresh = plan_inserts(keys)
+        inserted: dict[int, int] = {}
+        original: dict[bytes, int] = {}
         with self.transaction() as conn, conn.cursor() as cur:
             # Ids follow the order of the messages; the rows go in in key order,
             # because two batches inserting the same new keys in different orders
@@ -237,33 +201,27 @@ class PostgresStore:
                 (len(fresh),),
             )
             ids = dict(zip(fresh, sorted(int(r[0]) for r in cur.fetchall()), strict=True))
-            in_key_order = sorted(fresh, key=lambda pos: rows[pos][-1] or b"")
+            in_key_order = sorted(fresh, key=lambda pos: keys[pos] or b"")
             cur.executemany(
                 _INSERT, [(ids[pos], *rows[pos]) for pos in in_key_order], returning=True
             )
-            retries: list[int] = []
+            retries: list[bytes] = []
             for pos in in_key_order:
                 if cur.fetchone() is not None:
-                    results[pos] = Stored(ids[pos], False)
+                    inserted[pos] = ids[pos]
                 else:
-                    retries.append(pos)
+                    retries.append(rows[pos][-1])
                 cur.nextset()
-            if len(retries) < len(fresh):
+            if inserted:
                 cur.execute("NOTIFY habitat_messages")  # sent on commit: wakes servers
             if retries:
-                keys = [rows[pos][-1] for pos in retries]
-                cur.execute("SELECT dedup_key, id FROM messages WHERE dedup_key = ANY(%s)", (keys,))
+                cur.execute(
+                    "SELECT dedup_key, id FROM messages WHERE dedup_key = ANY(%s)", (retries,)
+                )
                 original = {bytes(k): int(i) for k, i in cur.fetchall()}
-                for pos in retries:
-                    results[pos] = Stored(original[rows[pos][-1]], True)
-        for pos, row in enumerate(rows):
-            if results[pos] is None:
-                earlier = results[first[row[-1]]]
-                assert earlier is not None
-                results[pos] = Stored(earlier.id, True)
-        return [r for r in results if r is not None]
+        return outcomes(keys, inserted, original)
 
-    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[StoredMessage]:
         """Committed messages with ``id > after`` in id order (for listing; the
         message server uses :meth:`deliverable`)."""
         with self.transaction() as conn:
@@ -271,9 +229,9 @@ class PostgresStore:
                 f"SELECT {_COLUMNS} FROM messages WHERE id > %s ORDER BY id LIMIT %s",
                 (after, limit),
             ).fetchall()
-        return [_message(row) for row in rows]
+        return [from_row(row) for row in rows]
 
-    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, Message]]:
+    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, StoredMessage]]:
         """The next messages after ``after`` in (transaction id, id) order, from
         transactions older than every one still running; see the module docstring."""
         with self.transaction() as conn:
@@ -286,7 +244,7 @@ class PostgresStore:
                 " ORDER BY m.tx, m.id LIMIT %s",
                 (str(after.tx), after.id, limit),
             ).fetchall()
-        return [(Position(int(row[0]), int(row[1])), _message(row[1:])) for row in rows]
+        return [(Position(int(row[0]), int(row[1])), from_row(row[1:])) for row in rows]
 
     def checkpoints(self) -> dict[str, Checkpoint]:
         """Every sink's checkpoint, by sink name."""
@@ -364,31 +322,3 @@ class PostgresStore:
             if self._listen is not None:
                 self._listen.close()
             self._pool, self._listen, self._pid = None, None, 0
-
-
-def _row(message: Message) -> tuple[Any, ...]:
-    return (
-        message.callsign,
-        message.type,
-        message.time_created,
-        message.time_uploaded,
-        message.ip,
-        Jsonb(message.data),
-        message.time_received,
-        None if message.dedup_key is None else bytes.fromhex(message.dedup_key),
-    )
-
-
-def _message(row: Any) -> Message:
-    id_, callsign, type_, created, uploaded, ip, data, received, key = row
-    return Message(
-        callsign=callsign,
-        type=type_,
-        time_created=int(created),
-        time_uploaded=int(uploaded),
-        data=data if isinstance(data, dict) else json.loads(data),
-        ip=ip,
-        time_received=float(received),
-        id=int(id_),
-        dedup_key=None if key is None else bytes(key).hex(),
-    )

@@ -27,9 +27,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from ..messages import Message
+from ..messages import Message, StoredMessage
 from . import Checkpoint, Position, Stored, StoreUnavailable, doorbell
+from .base import BaseStore
 from .migrations import Migration, pending
+from .rows import COLUMNS, from_row, outcomes, plan_inserts, to_row
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
 MIGRATIONS: tuple[Migration, ...] = tuple(
@@ -56,34 +58,6 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
         last_error_time REAL,
         failures        INTEGER NOT NULL DEFAULT 0
     );
-    CREATE TABLE payload_telemetry (
-        id                     TEXT    PRIMARY KEY,
-        raw                    TEXT    NOT NULL,
-        receivers              TEXT    NOT NULL,
-        estimated_time_created INTEGER NOT NULL,
-        first_message          INTEGER NOT NULL
-    );
-    CREATE INDEX payload_telemetry_first ON payload_telemetry (first_message);
-    CREATE TABLE listener_information (
-        id             TEXT    PRIMARY KEY,
-        callsign       TEXT    NOT NULL,
-        time_created   INTEGER NOT NULL,
-        time_uploaded  INTEGER NOT NULL,
-        data           TEXT    NOT NULL,
-        source_message INTEGER NOT NULL UNIQUE
-    );
-    CREATE INDEX listener_information_latest
-        ON listener_information (callsign, time_created, source_message);
-    CREATE TABLE listener_telemetry (
-        id             TEXT    PRIMARY KEY,
-        callsign       TEXT    NOT NULL,
-        time_created   INTEGER NOT NULL,
-        time_uploaded  INTEGER NOT NULL,
-        data           TEXT    NOT NULL,
-        source_message INTEGER NOT NULL UNIQUE
-    );
-    CREATE INDEX listener_telemetry_latest
-        ON listener_telemetry (callsign, time_created, source_message);
     """,
         """
     ALTER TABLE messages ADD COLUMN dedup_key BLOB;
@@ -93,15 +67,9 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_INSERT = (
-    "INSERT INTO messages (callsign, type, time_created, time_uploaded, ip, data, time_received,"
-    " dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT = f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _LOOKUP_CHUNK = 500  # well under SQLite's limit on bound parameters
-_SELECT = (
-    "SELECT id, callsign, type, time_created, time_uploaded, ip, data, time_received, dedup_key"
-    " FROM messages WHERE id > ? ORDER BY id LIMIT ?"
-)
+_SELECT = f"SELECT id, {COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 
 
 class _Batch:
@@ -110,13 +78,13 @@ class _Batch:
     __slots__ = ("done", "error", "results", "rows")
 
     def __init__(self, messages: list[Message]) -> None:
-        self.rows = [_row(m) for m in messages]  # serialised before taking any lock
+        self.rows = [to_row(m, _json_text) for m in messages]  # serialised before any lock
         self.results: list[Stored] = []
         self.error: StoreUnavailable | None = None
         self.done = threading.Event()
 
 
-class SQLiteStore:
+class SQLiteStore(BaseStore):
     """Messages in one SQLite file; see the module docstring for the guarantees.
 
     Writes use group commit: concurrent :meth:`put` calls in one process are
@@ -134,13 +102,15 @@ class SQLiteStore:
         timeout: seconds a write waits for other writers before StoreUnavailable.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
         self.path = path
         self.lock_path = path + ".lock"
         self.synchronous = synchronous
         self.timeout = timeout
         self._pid = 0
-        self._conn_: sqlite3.Connection | None = None
+        self._connection: sqlite3.Connection | None = None
         self._lock_file: IO[bytes] | None = None
         # Held by the leading writer (and by readers) of this process.
         self._db_lock = threading.Lock()
@@ -169,18 +139,18 @@ class SQLiteStore:
 
     def _conn(self) -> sqlite3.Connection:
         """This process's connection; call with _db_lock held."""
-        if self._conn_ is not None and self._pid == os.getpid():
-            return self._conn_
+        if self._connection is not None and self._pid == os.getpid():
+            return self._connection
         # New, or inherited across a fork: never reuse the parent's handles.
-        self._conn_, self._lock_file = None, None
+        self._connection, self._lock_file = None, None
         self.initialize()
         try:
             self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
-            self._conn_ = self._connect()
+            self._connection = self._connect()
         except (OSError, sqlite3.OperationalError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._pid = os.getpid()
-        return self._conn_
+        return self._connection
 
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at the fork would never be released here, and
@@ -188,7 +158,7 @@ class SQLiteStore:
         self._db_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._pending = []
-        self._conn_, self._lock_file, self._pid = None, None, 0
+        self._connection, self._lock_file, self._pid = None, None, 0
 
     def _lock_within(self, lock_file: IO[bytes], deadline: float) -> None:
         """Take the cross-process lock on ``lock_file``, or raise StoreUnavailable at
@@ -250,10 +220,6 @@ class SQLiteStore:
             raise
 
     # -- Store protocol ------------------------------------------------------
-
-    def put(self, message: Message) -> Stored:
-        """Commit one message; see :meth:`habitat_http.store.Store.put`."""
-        return self.put_many([message])[0]
 
     def put_many(self, messages: list[Message]) -> list[Stored]:
         """Commit ``messages`` in one transaction (shared with concurrent callers).
@@ -391,7 +357,7 @@ class SQLiteStore:
             b.error = error
             b.done.set()
 
-    def read_after(self, after: int = 0, limit: int | None = None) -> list[Message]:
+    def read_after(self, after: int = 0, limit: int | None = None) -> list[StoredMessage]:
         """Messages with ``id > after`` in id order; see the Store protocol.
 
         With SQLite, ids are assigned inside the single writer's transaction, so
@@ -399,14 +365,14 @@ class SQLiteStore:
         """
         with self.read() as conn:
             rows = conn.execute(_SELECT, (after, -1 if limit is None else limit))
-            return [_message(row) for row in rows]
+            return [from_row(row) for row in rows]
 
     # -- checkpoints of the message server -------------------------------------
 
-    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, Message]]:
+    def deliverable(self, after: Position, limit: int) -> list[tuple[Position, StoredMessage]]:
         """Messages after ``after`` in id order; SQLite commits in id order, so
         paging by id never skips a row (see the Store protocol)."""
-        return [(Position(0, m.id or 0), m) for m in self.read_after(after.id, limit)]
+        return [(Position(0, m.id), m) for m in self.read_after(after.id, limit)]
 
     def checkpoints(self) -> dict[str, Checkpoint]:
         """Every sink's checkpoint, by sink name."""
@@ -469,11 +435,11 @@ class SQLiteStore:
             self._listener.close()
             self._listener = None
         with self._db_lock:
-            if self._conn_ is not None and self._pid == os.getpid():
-                self._conn_.close()
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
             if self._lock_file is not None and self._pid == os.getpid():
                 self._lock_file.close()
-            self._conn_, self._lock_file, self._pid = None, None, 0
+            self._connection, self._lock_file, self._pid = None, None, 0
 
 
 _stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
@@ -491,22 +457,16 @@ def _insert_all(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[S
     """Insert the rows that are not retries, in one executemany; call in a write
     transaction. A row whose dedup_key is stored already, or came earlier in
     ``rows``, is a duplicate of that message."""
-    keys = [row[-1] for row in rows if row[-1] is not None]
+    keys: list[bytes | None] = [row[-1] for row in rows]
+    given = [key for key in keys if key is not None]
     existing: dict[bytes, int] = {}
-    for i in range(0, len(keys), _LOOKUP_CHUNK):
-        chunk = keys[i : i + _LOOKUP_CHUNK]
+    for i in range(0, len(given), _LOOKUP_CHUNK):
+        chunk = given[i : i + _LOOKUP_CHUNK]
         marks = ",".join("?" * len(chunk))
         existing.update(
             conn.execute(f"SELECT dedup_key, id FROM messages WHERE dedup_key IN ({marks})", chunk)
         )
-    first_in_batch: dict[bytes, int] = {}
-    fresh: list[int] = []  # positions of the rows to insert
-    for pos, row in enumerate(rows):
-        key = row[-1]
-        if key is None or (key not in existing and key not in first_in_batch):
-            fresh.append(pos)
-            if key is not None:
-                first_in_batch[key] = pos
+    fresh = [pos for pos in plan_inserts(keys) if keys[pos] not in existing]
     ids: dict[int, int] = {}
     if fresh:
         conn.executemany(_INSERT, [rows[pos] for pos in fresh])
@@ -514,41 +474,9 @@ def _insert_all(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[S
         # the new ids are consecutive and end at last_insert_rowid().
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         ids = {pos: last - len(fresh) + 1 + n for n, pos in enumerate(fresh)}
-    results = []
-    for pos, row in enumerate(rows):
-        key = row[-1]
-        if pos in ids:
-            results.append(Stored(ids[pos], False))
-        elif key in existing:
-            results.append(Stored(existing[key], True))
-        else:
-            results.append(Stored(ids[first_in_batch[key]], True))
-    return results
+    return outcomes(keys, ids, existing)
 
 
-def _row(message: Message) -> tuple[Any, ...]:
-    return (
-        message.callsign,
-        message.type,
-        message.time_created,
-        message.time_uploaded,
-        message.ip,
-        json.dumps(message.data, ensure_ascii=False, separators=(",", ":")),
-        message.time_received,
-        None if message.dedup_key is None else bytes.fromhex(message.dedup_key),
-    )
-
-
-def _message(row: tuple[Any, ...]) -> Message:
-    id_, callsign, type_, created, uploaded, ip, data, received, key = row
-    return Message(
-        callsign=callsign,
-        type=type_,
-        time_created=created,
-        time_uploaded=uploaded,
-        data=json.loads(data),
-        ip=ip,
-        time_received=received,
-        id=id_,
-        dedup_key=None if key is None else key.hex(),
-    )
+def _json_text(data: dict[str, Any]) -> str:
+    """``data`` as compact JSON text, for SQLite's TEXT column."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -16,14 +16,29 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .. import archive
-from ..messages import LISTENER_INFO, RECEIVED_TELEM, Message
-from .postgres import PostgresStore
+from ..messages import LISTENER_INFO, RECEIVED_TELEM, StoredMessage
+from ..store.postgres import PostgresStore
+from . import migrations, rules
+
+#: pg_advisory_xact_lock key that serialises the archive's migrations across hosts.
+_MIGRATION_LOCK: Final = 0x48414241  # "HABA"
+
+#: One page of each document type, by the message that first made it. A
+#: payload_telemetry row with no receivers is only ever seen inside apply().
+_PAGES: Final = {
+    rules.PAYLOAD_TELEMETRY: "SELECT first_message, id, raw, receivers FROM payload_telemetry"
+    " WHERE first_message > %s AND receivers <> '{}' ORDER BY first_message LIMIT 1000",
+    **{
+        table: "SELECT source_message, id, callsign, time_created, time_uploaded, data"
+        f" FROM {table} WHERE source_message > %s ORDER BY source_message LIMIT 1000"
+        for table in (rules.LISTENER_INFORMATION, rules.LISTENER_TELEMETRY)
+    },
+}
 
 
 def _lock_key(callsign: str) -> int:
@@ -36,22 +51,38 @@ class PostgresArchive:
     """payload_telemetry, listener_information and listener_telemetry in PostgreSQL.
 
     Args:
-        store: the store whose database holds the archive tables.
+        store: the store whose database holds the archive tables; the archive
+            uses its connection pool.
     """
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
+        self._ready = False
 
-    def apply(self, batch: Sequence[Message]) -> None:
+    def initialize(self, at_startup: bool = True) -> None:
+        """Create or migrate the archive's tables, under an advisory lock shared by
+        all hosts.
+
+        Raises:
+            SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        with self.store.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            migrations.migrate(conn, self.store.dialect, repr(self.store), at_startup)
+        self._ready = True
+
+    def apply(self, batch: Sequence[StoredMessage]) -> None:
         """Merge ``batch`` (stored messages, in delivery order) atomically and
         idempotently.
 
         Raises:
             StoreUnavailable: nothing of the batch was applied.
         """
+        if not self._ready:
+            self.initialize()
         telemetry = sorted(
             {
-                archive.payload_id(m.data["string"]): m
+                rules.payload_id(m.data["string"]): m
                 for m in reversed(batch)
                 if m.type == RECEIVED_TELEM
             }.items()
@@ -71,38 +102,20 @@ class PostgresArchive:
                 )
             for key in lock_keys:  # sorted by key: no deadlock even when two names collide
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-            archive.apply(_PostgresArchiveTx(conn), batch)
+            rules.apply(_PostgresArchiveTx(conn), batch)
 
     def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Documents of ``doc_type`` in the order of the message that first made them."""
-        last = after
-        while True:
-            with self.store.transaction() as conn:
-                if doc_type == archive.PAYLOAD_TELEMETRY:
-                    rows = conn.execute(
-                        "SELECT first_message, id, raw, receivers FROM payload_telemetry"
-                        " WHERE first_message > %s AND receivers <> '{}'"
-                        " ORDER BY first_message LIMIT 1000",
-                        (last,),
-                    ).fetchall()
-                    docs = [archive.payload_document(i, raw, rec) for _, i, raw, rec in rows]
-                elif doc_type in (archive.LISTENER_INFORMATION, archive.LISTENER_TELEMETRY):
-                    rows = conn.execute(
-                        "SELECT source_message, id, callsign, time_created, time_uploaded, data"
-                        f" FROM {doc_type} WHERE source_message > %s ORDER BY source_message"
-                        " LIMIT 1000",
-                        (last,),
-                    ).fetchall()
-                    docs = [
-                        archive.listener_document(doc_type, i, cs, tc, tu, data)
-                        for _, i, cs, tc, tu, data in rows
-                    ]
-                else:
-                    raise ValueError(f"unknown document type {doc_type!r}")
-            if not rows:
-                return
-            yield from docs
-            last = rows[-1][0]
+        """Documents of ``doc_type`` in the order of the message that first made them.
+
+        Only reads: before the archive's tables exist there are no documents.
+        """
+        return rules.paged_documents(doc_type, after, self._page)
+
+    def _page(self, doc_type: str, after: int) -> list[Any]:
+        with self.store.transaction() as conn:
+            if not self._ready and not migrations.has_tables(conn, self.store.dialect):
+                return []
+            return conn.execute(_PAGES[doc_type], (after,)).fetchall()
 
     def close(self) -> None:
         """Close this process's pool."""
@@ -115,7 +128,7 @@ _BEFORE = "(m.tx, m.id) < (SELECT tx, id FROM messages WHERE id = %s)"
 
 
 class _PostgresArchiveTx:
-    """:class:`habitat_http.archive.ArchiveTx` on one PostgreSQL transaction."""
+    """:class:`habitat_http.archive.rules.ArchiveTx` on one PostgreSQL transaction."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
@@ -131,7 +144,7 @@ class _PostgresArchiveTx:
             " ORDER BY d.time_created DESC, d.source_message DESC LIMIT 1",
             (callsign, before_message),
         ).fetchone()
-        return None if row is None else archive.canonical_json(row[0])
+        return None if row is None else rules.canonical_json(row[0])
 
     def latest_listener_id(
         self, table: str, callsign: str, time_created: int, before_message: int
@@ -144,7 +157,7 @@ class _PostgresArchiveTx:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:
+    def insert_listener(self, table: str, doc_id: str, message: StoredMessage, data: str) -> None:
         self.conn.execute(
             f"INSERT INTO {table} (id, callsign, time_created, time_uploaded, data,"
             " source_message) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",

@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from .messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, Message
+from ..messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, Message, StoredMessage
 
 PAYLOAD_TELEMETRY: Final = "payload_telemetry"
 LISTENER_INFORMATION: Final = "listener_information"
@@ -142,7 +142,7 @@ class ArchiveTx(Protocol):
         made by messages delivered before message ``before_message``."""
         ...
 
-    def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:
+    def insert_listener(self, table: str, doc_id: str, message: StoredMessage, data: str) -> None:
         """Add a listener document made by ``message``; ``data`` is canonical JSON."""
         ...
 
@@ -160,31 +160,30 @@ class ArchiveTx(Protocol):
 _LISTENER_TABLES: Final = {LISTENER_INFO: LISTENER_INFORMATION, LISTENER_TELEM: LISTENER_TELEMETRY}
 
 
-def apply(tx: ArchiveTx, batch: Sequence[Message]) -> None:
+def apply(tx: ArchiveTx, batch: Sequence[StoredMessage]) -> None:
     """Merge stored messages (in delivery order) into the documents; idempotent.
 
     Raises whatever ``tx`` raises; the caller rolls the transaction back.
     """
     for message in batch:
-        assert message.id is not None, "only stored messages are archived"
         if message.type == RECEIVED_TELEM:
-            _merge_telemetry(tx, message, message.id)
+            _merge_telemetry(tx, message)
         elif message.type in _LISTENER_TABLES:
-            _add_listener(tx, _LISTENER_TABLES[message.type], message, message.id)
+            _add_listener(tx, _LISTENER_TABLES[message.type], message)
 
 
-def _add_listener(tx: ArchiveTx, table: str, message: Message, message_id: int) -> None:
-    if tx.listener_applied(table, message_id):
+def _add_listener(tx: ArchiveTx, table: str, message: StoredMessage) -> None:
+    if tx.listener_applied(table, message.id):
         return
     data = canonical_json(message.data)
     if table == LISTENER_INFORMATION and (
-        tx.latest_information_data(message.callsign, message_id) == data
+        tx.latest_information_data(message.callsign, message.id) == data
     ):
         return  # unchanged: no new version
     tx.insert_listener(table, listener_doc_id(table, message), message, data)
 
 
-def _merge_telemetry(tx: ArchiveTx, message: Message, message_id: int) -> None:
+def _merge_telemetry(tx: ArchiveTx, message: StoredMessage) -> None:
     raw = message.data["string"]
     doc_id = payload_id(raw)
     receivers = tx.payload_receivers(doc_id)
@@ -195,11 +194,51 @@ def _merge_telemetry(tx: ArchiveTx, message: Message, message_id: int) -> None:
     receivers[message.callsign] = receiver_entry(
         message,
         tx.latest_listener_id(
-            LISTENER_INFORMATION, message.callsign, message.time_created, message_id
+            LISTENER_INFORMATION, message.callsign, message.time_created, message.id
         ),
         tx.latest_listener_id(
-            LISTENER_TELEMETRY, message.callsign, message.time_created, message_id
+            LISTENER_TELEMETRY, message.callsign, message.time_created, message.id
         ),
     )
     estimate = estimate_time_created([r["time_created"] for r in receivers.values()])
-    tx.save_payload(doc_id, raw, receivers, estimate, message_id)
+    tx.save_payload(doc_id, raw, receivers, estimate, message.id)
+
+
+#: Reads one page of a document type's rows, ordered by their first column (the id
+#: of the message that first made the document), after a given id.
+PageReader = Callable[[str, int], Sequence[Sequence[Any]]]
+
+
+def paged_documents(doc_type: str, after: int, read_page: PageReader) -> Iterator[dict[str, Any]]:
+    """Documents of ``doc_type`` in the order of the message that first made them.
+
+    Args:
+        doc_type: one of :data:`DOCUMENT_TYPES`.
+        after: only documents first made by a message with a greater id.
+        read_page: the backend's query for one page; its rows are
+            ``(message id, id, raw, receivers)`` for payload_telemetry and
+            ``(message id, id, callsign, time_created, time_uploaded, data)`` for
+            the listener documents, JSON as text or as already decoded values.
+
+    Raises:
+        ValueError: ``doc_type`` is not a document type (on the first ``next``).
+    """
+    if doc_type not in DOCUMENT_TYPES:
+        raise ValueError(f"unknown document type {doc_type!r}")
+    last = after
+    while rows := read_page(doc_type, last):
+        for row in rows:
+            if doc_type == PAYLOAD_TELEMETRY:
+                _, doc_id, raw, receivers = row
+                yield payload_document(doc_id, raw, _decoded(receivers))
+            else:
+                _, doc_id, callsign, created, uploaded, data = row
+                yield listener_document(
+                    doc_type, doc_id, callsign, created, uploaded, _decoded(data)
+                )
+        last = rows[-1][0]
+
+
+def _decoded(value: Any) -> Any:
+    """JSON stored as text (SQLite) decoded; PostgreSQL's JSONB arrives decoded."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -11,15 +11,26 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
-from .. import archive
-from ..messages import Message
-from .sqlite import SQLiteStore
+from ..messages import StoredMessage
+from ..store.sqlite import SQLiteStore
+from . import migrations, rules
+
+#: One page of each document type, by the message that first made it.
+_PAGES: Final = {
+    rules.PAYLOAD_TELEMETRY: "SELECT first_message, id, raw, receivers FROM payload_telemetry"
+    " WHERE first_message > ? ORDER BY first_message LIMIT 1000",
+    **{
+        table: "SELECT source_message, id, callsign, time_created, time_uploaded, data"
+        f" FROM {table} WHERE source_message > ? ORDER BY source_message LIMIT 1000"
+        for table in (rules.LISTENER_INFORMATION, rules.LISTENER_TELEMETRY)
+    },
+}
 
 
 class _SQLiteArchiveTx:
-    """:class:`habitat_http.archive.ArchiveTx` on one SQLite write transaction."""
+    """:class:`habitat_http.archive.rules.ArchiveTx` on one SQLite write transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -46,7 +57,7 @@ class _SQLiteArchiveTx:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def insert_listener(self, table: str, doc_id: str, message: Message, data: str) -> None:
+    def insert_listener(self, table: str, doc_id: str, message: StoredMessage, data: str) -> None:
         self.conn.execute(
             f"INSERT OR IGNORE INTO {table} (id, callsign, time_created, time_uploaded, data,"
             " source_message) VALUES (?, ?, ?, ?, ?, ?)",
@@ -74,7 +85,7 @@ class _SQLiteArchiveTx:
             " first_message) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " receivers = excluded.receivers,"
             " estimated_time_created = excluded.estimated_time_created",
-            (doc_id, raw, archive.canonical_json(receivers), estimate, first_message),
+            (doc_id, raw, rules.canonical_json(receivers), estimate, first_message),
         )
 
 
@@ -82,13 +93,26 @@ class SQLiteArchive:
     """payload_telemetry, listener_information and listener_telemetry in SQLite.
 
     Args:
-        store: the store whose database holds the archive tables.
+        store: the store whose database holds the archive tables; the archive
+            uses its connection and locks.
     """
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
+        self._ready = False
 
-    def apply(self, batch: Sequence[Message]) -> None:
+    def initialize(self, at_startup: bool = True) -> None:
+        """Create or migrate the archive's tables, in one write transaction (under
+        the store's cross-process write lock).
+
+        Raises:
+            SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        with self.store.write() as conn:
+            migrations.migrate(conn, self.store.dialect, self.store.path, at_startup)
+        self._ready = True
+
+    def apply(self, batch: Sequence[StoredMessage]) -> None:
         """Merge ``batch`` (stored messages, in id order) into the archive, atomically.
 
         Idempotent: applying a message again changes nothing.
@@ -96,8 +120,10 @@ class SQLiteArchive:
         Raises:
             StoreUnavailable: nothing of the batch was applied.
         """
+        if not self._ready:
+            self.initialize()
         with self.store.write() as conn:
-            archive.apply(_SQLiteArchiveTx(conn), batch)
+            rules.apply(_SQLiteArchiveTx(conn), batch)
 
     def close(self) -> None:
         """Release this process's connection."""
@@ -109,33 +135,13 @@ class SQLiteArchive:
         Args:
             doc_type: payload_telemetry, listener_information or listener_telemetry.
             after: only documents first created by a message with a greater id.
+
+        Only reads: before the archive's tables exist there are no documents.
         """
-        last = after
-        while True:
-            with self.store.read() as conn:
-                if doc_type == archive.PAYLOAD_TELEMETRY:
-                    rows = conn.execute(
-                        "SELECT first_message, id, raw, receivers FROM payload_telemetry"
-                        " WHERE first_message > ? ORDER BY first_message LIMIT 1000",
-                        (last,),
-                    ).fetchall()
-                    docs = [
-                        archive.payload_document(i, raw, json.loads(rec)) for _, i, raw, rec in rows
-                    ]
-                elif doc_type in (archive.LISTENER_INFORMATION, archive.LISTENER_TELEMETRY):
-                    rows = conn.execute(
-                        f"SELECT source_message, id, callsign, time_created, time_uploaded, data"
-                        f" FROM {doc_type} WHERE source_message > ? ORDER BY source_message"
-                        " LIMIT 1000",
-                        (last,),
-                    ).fetchall()
-                    docs = [
-                        archive.listener_document(doc_type, i, cs, tc, tu, json.loads(data))
-                        for _, i, cs, tc, tu, data in rows
-                    ]
-                else:
-                    raise ValueError(f"unknown document type {doc_type!r}")
-            if not rows:
-                return
-            yield from docs
-            last = rows[-1][0]
+        return rules.paged_documents(doc_type, after, self._page)
+
+    def _page(self, doc_type: str, after: int) -> list[Any]:
+        with self.store.read() as conn:
+            if not self._ready and not migrations.has_tables(conn, self.store.dialect):
+                return []
+            return conn.execute(_PAGES[doc_type], (after,)).fetchall()
