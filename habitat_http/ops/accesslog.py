@@ -40,7 +40,8 @@ def line(record: RequestRecord, time_now: float) -> dict[str, Any]:
     ``callsign`` (the first message's, when known), ``messages`` (how many the
     body held), ``phases`` (seconds per phase, and ``total``), ``group`` (the
     commit group's size), ``ids`` (store ids), and for a 4xx ``field`` and
-    ``error`` as sent to the client, with ``rejected`` counting rejected items.
+    ``error`` as sent to the client, with ``rejected`` counting rejected items;
+    for a 5xx, ``error``.
     """
     phases = {name: round(seconds, 6) for name, seconds in record.phases.durations.items()}
     phases["total"] = round(record.phases.total(), 6)
@@ -59,6 +60,8 @@ def line(record: RequestRecord, time_now: float) -> dict[str, Any]:
     if record.rejections:
         first = record.rejections[0]
         entry.update(field=first.field, error=first.error, rejected=len(record.rejections))
+    if record.failure is not None:
+        entry["error"] = record.failure
     return entry
 
 

@@ -39,10 +39,12 @@ class RequestRecord:
         phases: the phase durations, in seconds.
         status: the HTTP status answered.
         callsign: the (first) message's callsign, when one was read.
+        message_type: the message's type, when it was one of the types.
         messages: how many messages the body held.
         ids: the store ids of the messages stored or found duplicate, in order.
         stored, duplicates: counts by message type.
         rejections: every rejected message, or the refusal of the whole request.
+        failure: for a 5xx, the sentence sent to the client.
     """
 
     method: str
@@ -52,11 +54,13 @@ class RequestRecord:
     ip: str | None = None
     status: int = 0
     callsign: str | None = None
+    message_type: str | None = None
     messages: int = 0
     ids: list[int] = field(default_factory=list)
     stored: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
+    failure: str | None = None
 
     def count(self, outcome: dict[str, int], message_type: str) -> None:
         """Add one message of ``message_type`` to ``outcome`` (stored or duplicates)."""
