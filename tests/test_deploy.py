@@ -167,3 +167,17 @@ def test_any_body_nginx_lets_through_gets_a_4xx(tmp_path: Path) -> None:
             for size in sizes:
                 for _ in range(5):
                     check_json_413(port, path, size)
+
+
+def test_metrics_are_served_only_on_the_local_listener(tmp_path: Path) -> None:
+    with http_layout(tmp_path) as layout:
+        status, _, _ = request(layout.port, "POST", "/message", b"{}", {"Content-Type": "x"})
+        assert status == 415  # the public site reaches the gateway
+        public, _, _ = request(layout.port, "GET", "/metrics")
+        assert public == 404
+        local, headers, body = request(layout.local_port, "GET", "/metrics")
+        assert local == 200 and headers["Content-Type"].startswith("text/plain")
+        assert b'habitat_requests_total{endpoint="message",status="415"} 1.0' in body
+        ready, _, _ = request(layout.local_port, "GET", "/ready")
+        assert ready in (200, 503)  # the gateway's answer, whatever the database says
+        assert request(layout.local_port, "POST", "/message", b"{}")[0] == 404
