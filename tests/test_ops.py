@@ -270,10 +270,17 @@ def test_metrics_of_two_gunicorn_workers_add_up(tmp_path: Path, gunicorn: Any) -
         assert answer.status_code == 200
     bad = requests.post(server.url + "/message", json={**telem(), "type": "TELEM"}, timeout=10)
     assert bad.status_code == 400
+    # Each worker adds its counts within FLUSH_INTERVAL (1 s); poll up to 10 s.
+    deadline = time.monotonic() + 10
+    while True:
+        text = requests.get(server.url + "/metrics", timeout=10).text
+        ok = metric(text, "habitat_requests_total", endpoint="message", status="200")
+        if ok == posts or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     workers = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
     assert len(workers) == 2, sorted(workers)  # both workers counted something
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    assert metric(text, "habitat_requests_total", endpoint="message", status="200") == posts
+    assert ok == posts
     assert metric(text, "habitat_messages_total", type="RECEIVED_TELEM", outcome="stored") == posts
     assert metric(text, "habitat_rejections_total", field="type", kind="type_parser_only") == 1
     commits = metric(

@@ -104,3 +104,25 @@ def test_a_failing_status_read_shows_as_down() -> None:
     text = metrics.exposition().decode()
     assert "habitat_pipeline_status_up 0.0" in text
     assert "habitat_sink_lag_messages" not in text
+
+
+def test_aggregated_counts_expose_as_observing_each_would() -> None:
+    """Counts kept per process and flushed give the same exposition as prometheus_client
+    observing each value (the path taken if its internals ever change)."""
+    texts = []
+    for aggregate in (True, False):
+        metrics = Metrics(multiprocess_dir=None, pipeline=None, known_fields={"callsign"})
+        metrics._aggregate = aggregate
+        for status, group in ((200, 1), (200, 7), (400, None)):
+            rec = record(status=status, messages=1)
+            rec.phases.group_size = group
+            if status == 400:
+                rec.rejections.append(Rejection("callsign", "e", "callsign_pattern", None))
+            metrics.observe(rec)
+        text = metrics.exposition().decode()
+        # The *_created samples hold each series' creation time: they differ.
+        texts.append("\n".join(x for x in text.splitlines() if "_created" not in x))
+    assert texts[0] == texts[1]
+    assert 'habitat_commit_group_size_bucket{le="8.0"} 2.0' in texts[0]
+    read = 'habitat_request_phase_seconds_bucket{endpoint="message",le="0.5",phase="read"} 3.0'
+    assert read in texts[0]

@@ -10,12 +10,26 @@ process) the process's own values are exposed.
 Label values are bounded: endpoint names, status codes, message types, phases,
 field names from the message schema, error kinds and sink names. Never a
 callsign, an IP or any other text a client chose.
+
+Requests are counted in plain dicts and added to prometheus_client's values at
+most every :data:`FLUSH_INTERVAL` seconds, by a thread of each process and before
+each exposition: in multiprocess mode every value update is a locked write to a
+shared file, and a request updates about fourteen of them, which cost more than
+the rest of the request path. So a scrape may miss the last second of another
+worker's requests, never more.
 """
 
 from __future__ import annotations
 
+import atexit
+import bisect
+import os
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,6 +52,8 @@ PHASE_BUCKETS = (
 #: Messages per commit group or per batch.
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: Seconds between two flushes of a process's counts into prometheus_client.
+FLUSH_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,31 +213,94 @@ class Metrics:
             registry=self.registry,
         )
         self._pipeline = PipelineCollector(pipeline) if pipeline is not None else None
+        # Labelled children, looked up once: labels() costs more than inc() itself.
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+        self._counts: dict[Any, float] = {}  # counter child -> increment
+        self._observed: dict[Any, list[float]] = {}  # histogram child -> per bucket, sum
+        self._flusher_pid = 0
+        # Histograms are flushed bucket by bucket through the child's own values,
+        # prometheus_client's internals: checked here, or each observation goes
+        # through observe() as it happens.
+        probe = self.batch_size
+        self._aggregate = all(hasattr(probe, a) for a in ("_sum", "_buckets", "_upper_bounds"))
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels) if labels else metric
+        return child
+
+    def _count(self, child: Any, amount: float = 1) -> None:
+        # With self._lock held.
+        self._counts[child] = self._counts.get(child, 0) + amount
+
+    def _observe(self, child: Any, value: float) -> None:
+        # With self._lock held.
+        if not self._aggregate:
+            child.observe(value)
+            return
+        pending = self._observed.get(child)
+        if pending is None:
+            pending = self._observed[child] = [0.0] * (len(child._upper_bounds) + 1)
+        pending[bisect.bisect_left(child._upper_bounds, value)] += 1
+        pending[-1] += value
 
     def observe(self, record: RequestRecord) -> None:
-        """Count one served request."""
+        """Count one served request (added to the exposed values within a second)."""
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
         endpoint = record.endpoint or "none"
-        self.requests.labels(endpoint, str(record.status)).inc()
-        for phase, seconds in record.phases.durations.items():
-            self.phase_seconds.labels(endpoint, phase).observe(seconds)
-        self.phase_seconds.labels(endpoint, "total").observe(record.phases.total())
-        if record.phases.group_size is not None:
-            self.commit_group.observe(record.phases.group_size)
-        if endpoint == "messages" and record.messages:
-            self.batch_size.observe(record.messages)
-        for outcome, counts in (("stored", record.stored), ("duplicate", record.duplicates)):
-            for message_type, n in counts.items():
-                self.messages.labels(message_type, outcome).inc(n)
-        for rejection in record.rejections:
-            field = rejection.field or "body"
-            if field not in self.known_fields and field != "body":
-                field = "other"
-            self.rejections.labels(field, rejection.kind).inc()
-            if record.messages:  # a message was rejected, not only a request refused
-                self.messages.labels(rejection.type or "unknown", "rejected").inc()
+        child = self._child
+        with self._lock:
+            self._count(child(self.requests, endpoint, str(record.status)))
+            phase_seconds = self.phase_seconds
+            for phase, seconds in record.phases.durations.items():
+                self._observe(child(phase_seconds, endpoint, phase), seconds)
+            self._observe(child(phase_seconds, endpoint, "total"), record.phases.total())
+            if record.phases.group_size is not None:
+                self._observe(child(self.commit_group), record.phases.group_size)
+            if endpoint == "messages" and record.messages:
+                self._observe(child(self.batch_size), record.messages)
+            for outcome, counts in (("stored", record.stored), ("duplicate", record.duplicates)):
+                for message_type, n in counts.items():
+                    self._count(child(self.messages, message_type, outcome), n)
+            for rejection in record.rejections:
+                field = rejection.field or "body"
+                if field not in self.known_fields and field != "body":
+                    field = "other"
+                self._count(child(self.rejections, field, rejection.kind))
+                if record.messages:  # a message was rejected, not only a request refused
+                    self._count(child(self.messages, rejection.type or "unknown", "rejected"))
+
+    def flush(self) -> None:
+        """Add the counts made since the last flush to prometheus_client's values."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            observed, self._observed = self._observed, {}
+        for counter, amount in counts.items():
+            counter.inc(amount)
+        for histogram, pending in observed.items():
+            histogram._sum.inc(pending[-1])
+            for bucket, n in zip(histogram._buckets, pending[:-1], strict=True):
+                if n:
+                    bucket.inc(n)
+
+    def _start_flusher(self) -> None:
+        # Once per process: a thread does not survive gunicorn's fork of a worker.
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+        ref = weakref.ref(self)
+        thread = threading.Thread(target=_flush_every, args=(ref,), daemon=True)
+        thread.start()
+        atexit.register(_flush_once, ref)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format (all workers' in multiprocess mode)."""
+        self.flush()
         registry = CollectorRegistry(auto_describe=True)
         if self.multiprocess_dir:
             multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
@@ -235,6 +314,23 @@ class Metrics:
         if self._pipeline is not None:
             registry.register(self._pipeline)
         return generate_latest(registry)
+
+
+def _flush_every(ref: weakref.ref[Metrics]) -> None:
+    """A process's flusher: until its Metrics is gone."""
+    while True:
+        time.sleep(FLUSH_INTERVAL)
+        metrics = ref()
+        if metrics is None:
+            return
+        metrics.flush()
+        del metrics
+
+
+def _flush_once(ref: weakref.ref[Metrics]) -> None:
+    metrics = ref()
+    if metrics is not None:
+        metrics.flush()
 
 
 def mark_process_dead(pid: int, multiprocess_dir: str | None) -> None:
