@@ -32,6 +32,7 @@ from werkzeug.exceptions import (
 from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
+from .ops.phases import Phases
 from .strictjson import first_problem, loads, parse
 
 JSON_TYPE = "application/json"
@@ -95,7 +96,9 @@ def _read_input(request: Request) -> bytes:
         # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
         # or a malformed trailer (RFC 9112 section 7.1).
         detail = str(exc)[:120]
-        raise InvalidMessage.one(None, f"The request framing is broken: {detail}.") from None
+        raise InvalidMessage.one(
+            None, f"The request framing is broken: {detail}.", "framing"
+        ) from None
     except (OSError, ClientDisconnected) as exc:
         # werkzeug turns an OSError from the stream into ClientDisconnected.
         cause = exc if isinstance(exc, OSError) else exc.__context__
@@ -106,7 +109,9 @@ def _read_input(request: Request) -> bytes:
         # The body stopped before its declared length or last chunk (gunicorn's
         # NoMoreData), or the connection broke while it was read.
         raise InvalidMessage.one(
-            None, "The request framing is broken: the body ended before its declared end."
+            None,
+            "The request framing is broken: the body ended before its declared end.",
+            "framing",
         ) from None
 
 
@@ -141,15 +146,19 @@ def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
         try:
             out += engine.decompress(data, limit + 1 - len(out))
         except zlib.error as exc:
-            raise InvalidMessage.one(None, f"The {coding} body is corrupt ({exc}).") from None
+            raise InvalidMessage.one(
+                None, f"The {coding} body is corrupt ({exc}).", "encoding"
+            ) from None
         if len(out) > limit or engine.unconsumed_tail:
             raise RequestEntityTooLarge()
         if not engine.eof:
-            raise InvalidMessage.one(None, f"The {coding} body is truncated.")
+            raise InvalidMessage.one(None, f"The {coding} body is truncated.", "encoding")
         data = engine.unused_data
         if not data or wbits != 16 + zlib.MAX_WBITS:
             if data:
-                raise InvalidMessage.one(None, f"The {coding} body has data after its end.")
+                raise InvalidMessage.one(
+                    None, f"The {coding} body has data after its end.", "encoding"
+                )
             return bytes(out)
         # gzip allows several members one after another (RFC 1952 section 2.2).
 
@@ -168,7 +177,7 @@ def _content_type(request: Request, allow_form: bool) -> bool:
 
 
 def _not_json(exc: ValueError) -> InvalidMessage:
-    return InvalidMessage.one(None, f"The body is not valid JSON: {exc}.")
+    return InvalidMessage.one(None, f"The body is not valid JSON: {exc}.", "json")
 
 
 def _form_fields(raw: bytes) -> dict[str, Any]:
@@ -188,23 +197,30 @@ def _form_fields(raw: bytes) -> dict[str, Any]:
         try:
             name = name_bytes.encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidMessage.one(None, "A form field name must be UTF-8 text.") from None
+            raise InvalidMessage.one(
+                None, "A form field name must be UTF-8 text.", "utf8"
+            ) from None
         try:
             value = value_bytes.encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidMessage.one(name, f"{name} must be UTF-8 text.") from None
+            raise InvalidMessage.one(name, f"{name} must be UTF-8 text.", "utf8") from None
         if name in fields:
-            raise InvalidMessage.one(name, f"{name} is given twice; send each field once.")
+            raise InvalidMessage.one(
+                name, f"{name} is given twice; send each field once.", "duplicate_key"
+            )
         fields[name] = value
     return fields
 
 
-def read_fields(request: Request, max_body: int) -> dict[str, Any]:
+def read_fields(
+    request: Request, max_body: int, phases: Phases | None = None
+) -> dict[str, Any]:
     """The message fields of a POST /message body, with ``data`` decoded.
 
     Args:
         request: the werkzeug request.
         max_body: the largest body accepted, in bytes (HABITAT_MAX_BODY).
+        phases: where to end the ``read`` phase once the body is read.
 
     Returns:
         A dict of field name to value. For form bodies every value is a string,
@@ -221,6 +237,8 @@ def read_fields(request: Request, max_body: int) -> dict[str, Any]:
     """
     is_json = _content_type(request, allow_form=True)
     raw = read_body(request, max_body)
+    if phases is not None:
+        phases.end("read")
     if is_json:
         try:
             fields = loads(raw)
@@ -240,13 +258,16 @@ def read_fields(request: Request, max_body: int) -> dict[str, Any]:
     return fields
 
 
-def read_batch(request: Request, max_body: int, max_items: int) -> list[Any]:
+def read_batch(
+    request: Request, max_body: int, max_items: int, phases: Phases | None = None
+) -> list[Any]:
     """The items of a POST /messages body: a JSON array of message objects.
 
     Args:
         request: the werkzeug request.
         max_body: the largest body accepted, in bytes (HABITAT_MAX_BATCH_BODY).
         max_items: the most items in one batch.
+        phases: where to end the ``read`` phase once the body is read.
 
     Raises:
         UnsupportedMediaType: not JSON, or an unknown Content-Encoding (415).
@@ -261,8 +282,11 @@ def read_batch(request: Request, max_body: int, max_items: int) -> list[Any]:
         that it is rejected alone.
     """
     _content_type(request, allow_form=False)
+    raw = read_body(request, max_body)
+    if phases is not None:
+        phases.end("read")
     try:
-        items, marked = parse(read_body(request, max_body))
+        items, marked = parse(raw)
     except ValueError as exc:
         raise _not_json(exc) from None
     if not isinstance(items, list):

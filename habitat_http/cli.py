@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import click
 
@@ -281,6 +281,8 @@ def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
     """Show when each message server was last alive (DOWN when its heartbeat is
     stale), and each sink's checkpoint, lag (messages and seconds) and last error.
 
+    Exits 0 when a message server is alive and no sink is failing, and 1 otherwise
+    (or when the database cannot be read), so that cron or a monitor can use it.
     Reads only: creates no database.
     """
     import time
@@ -300,10 +302,19 @@ def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
             store.close()
     except (ConfigError, StoreError) as exc:
         raise _failure(exc, db) from exc
+    problems = [] if any(b["alive"] for b in beats) else ["no message server is alive"]
+    problems += [f"sink {r['sink']} is failing" for r in rows if r["failures"]]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
-        return
+    else:
+        _print_status(beats, rows)
+    if problems:
+        click.echo(f"unhealthy: {'; '.join(problems)}", err=True)
+        sys.exit(1)
+
+
+def _print_status(beats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
     if not beats:
         click.echo("message server: DOWN, never seen (no heartbeat in this database)")
     for beat in beats:
@@ -403,6 +414,12 @@ def serve(
     database that is busy or down at start only gets 503s until it is back.
     """
     import logging
+
+    from .config import multiprocess_metrics_dir
+
+    # Before prometheus_client is imported (by the app, below): the workers add up
+    # their metrics through this directory, and the settings read below name it.
+    multiprocess_metrics_dir()
 
     from . import serve as pipeline
     from .sinks import SinkLoadError

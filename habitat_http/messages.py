@@ -98,10 +98,13 @@ class StoredMessage(Message):
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """One thing wrong with a message: the dotted ``field`` and a one-sentence ``error``."""
+    """One thing wrong with a message: the dotted ``field``, a one-sentence
+    ``error``, and ``kind``, a short error type for counting (pydantic's error
+    type such as ``number_range``, or ``json``, ``framing``...; never client text)."""
 
     field: str | None
     error: str
+    kind: str = "invalid"
 
     def as_json(self) -> dict[str, str | None]:
         """The ``{"field": ..., "error": ...}`` object sent to clients."""
@@ -120,9 +123,9 @@ class InvalidMessage(Exception):
         self.errors = errors
 
     @classmethod
-    def one(cls, field: str | None, error: str) -> InvalidMessage:
-        """An InvalidMessage with a single problem."""
-        return cls([FieldError(field, error)])
+    def one(cls, field: str | None, error: str, kind: str = "invalid") -> InvalidMessage:
+        """An InvalidMessage with a single problem (``kind``: see :class:`FieldError`)."""
+        return cls([FieldError(field, error, kind)])
 
     @property
     def first(self) -> FieldError:
@@ -367,7 +370,7 @@ def _field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
         path = ".".join([prefix, *(str(p) for p in err["loc"])] if prefix else map(str, err["loc"]))
         template = _BUILTIN_ERRORS.get(err["type"])
         text = template.format(**err.get("ctx", {})) if template else err["msg"]
-        errors.append(FieldError(path, f"{path} {text}."))
+        errors.append(FieldError(path, f"{path} {text}.", err["type"]))
     return errors
 
 

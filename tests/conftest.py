@@ -165,7 +165,7 @@ def start_gunicorn(
         try:
             requests.get(server.url + "/", timeout=1)
             return server
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow on a loaded machine
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log.read_text()}")
