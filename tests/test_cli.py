@@ -230,3 +230,26 @@ def test_the_message_server_loads_neither_gunicorn_nor_the_app(tmp_path: Path) -
         process.wait()
     assert process.returncode == 0
     assert out.strip() == "[]"
+
+
+def test_a_command_of_another_module_gets_the_settings_and_db_option() -> None:
+    # As a module's command added with main.add_command would (habitat_http/cli_context.py).
+    import click
+
+    from habitat_http.cli_context import Settings, db_option, pass_settings
+
+    @click.command()
+    @db_option
+    @pass_settings
+    def where(settings: Settings) -> None:
+        with settings.errors():
+            click.echo(f"{settings.config.db_source} {settings.config.db_url}")
+
+    group = click.Group(commands={"where": where})
+    runner = CliRunner()
+    assert runner.invoke(group, ["where", "--db", "sqlite:///a.db"]).output == "--db sqlite:///a.db\n"
+    result = runner.invoke(where, [], env={"HABITAT_DB": "sqlite:///b.db"})
+    assert result.output == "HABITAT_DB sqlite:///b.db\n"
+    result = runner.invoke(where, [], env={"HABITAT_DB_TIMEOUT": "-1"})
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: HABITAT_DB_TIMEOUT must be a positive number")
