@@ -132,3 +132,12 @@ def test_reparse_parses_archived_strings_again_once(db: str) -> None:
     assert [p["sentence"] for p in archive.problems("AMSTG")] == [BAD]
     assert sum(m.type == TELEM for _, m in store.deliverable(START, 100)) == 2
     store.close()
+
+
+@pytest.mark.parametrize(
+    "command", [["payloads", "list"], ["payloads", "show", "X"], ["parse", GOOD]]
+)
+def test_readers_create_no_database(tmp_path: Path, command: list[str]) -> None:
+    result = run(f"sqlite:///{tmp_path}/missing.db", *command)
+    assert result.exit_code == 1 and "no habitat database" in result.output
+    assert list(tmp_path.iterdir()) == []
