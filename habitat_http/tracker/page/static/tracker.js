@@ -72,8 +72,8 @@
       row.append(
         cell, stateCell,
         el("td", {}, metres(p.position && p.position.altitude)),
-        el("td", {}, metres(p.max_altitude)),
-        el("td", {}, p.strings),
+        el("td", { class: "wide" }, metres(p.max_altitude)),
+        el("td", { class: "wide" }, p.strings),
         el("td", { title: p.last_heard_iso }, age(p.last_heard)),
       );
       row.addEventListener("click", (event) => { event.preventDefault(); select(p.callsign); });
@@ -116,9 +116,9 @@
     const [lx, ly] = xy[xy.length - 1];
     svg.append(el("circle", { id: "track-latest", cx: lx.toFixed(1), cy: ly.toFixed(1), r: 5, fill: "#e63946" }));
     svg.append(el("circle", { cx: xy[0][0].toFixed(1), cy: xy[0][1].toFixed(1), r: 3.5, fill: "#2a9d8f" }));
-    // Corner labels: the extent in degrees.
-    svg.append(el("text", { x: 4, y: 12 }, maxLat.toFixed(4) + "°, " + minLon.toFixed(4) + "°"));
-    svg.append(el("text", { x: W - 4, y: H - 6, "text-anchor": "end" }, minLat.toFixed(4) + "°, " + maxLon.toFixed(4) + "°"));
+    // The extent in degrees.
+    svg.append(el("text", { x: 4, y: 14 }, "lat " + minLat.toFixed(4) + "° to " + maxLat.toFixed(4) + "°"));
+    svg.append(el("text", { x: 4, y: 30 }, "lon " + minLon.toFixed(4) + "° to " + maxLon.toFixed(4) + "°"));
     // Scale bar: 1 degree of latitude is 111.32 km (WGS 84, mean).
     const kmPerPx = 111.32 / scale;
     const km = niceStep(kmPerPx * (W / 4), 1);
