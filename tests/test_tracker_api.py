@@ -218,6 +218,9 @@ def test_the_track_exports_as_csv_and_kml(client: Client) -> None:
     assert len(rows) == len(points)
     assert [float(r["altitude"]) for r in rows] == [p["altitude"] for p in points]
     assert rows[-1]["time_iso"] == points[-1]["time_iso"]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="WG3.csv"'
+    odd = client.get('/api/payloads/A"B;C/track.csv')
+    assert odd.headers["Content-Disposition"] == 'attachment; filename="A_B_C.csv"'
     response = client.get("/api/payloads/WG3/track.kml")
     assert response.mimetype == "application/vnd.google-earth.kml+xml"
     kml = ET.fromstring(response.get_data())
@@ -249,3 +252,39 @@ def test_gunicorn_serves_the_tracker_alone(flights: Flights, gunicorn: Any) -> N
     answer = requests.get(server.url + "/api/payloads", timeout=10).json()
     assert {p["callsign"] for p in answer["payloads"]} >= set(FLIGHTS)
     assert 'src="/static/tracker.js"' in requests.get(server.url + "/", timeout=10).text
+
+
+def test_the_api_on_both_backends(db_url: str) -> None:
+    """The same answers from SQLite and PostgreSQL (jsonb receivers, listener SQL)."""
+    from habitat_http.archive import open_archive
+    from habitat_http.messages import LISTENER_INFO
+    from habitat_http.store import open_store
+
+    from .test_archive_parsed import b64, deliver, parsed, received
+    from .test_archive_tracker_queries import listener
+
+    store = open_store(db_url)
+    archive = open_archive(store)
+    archive.initialize()
+    strings = [b64(f"$$ALMA-2,{n},x*00".encode()) for n in range(3)]
+    deliver(
+        store,
+        archive,
+        listener("M0AAA", LISTENER_INFO, 990, name="Anne"),
+        *(received("M0AAA", 1000 + 30 * n, raw) for n, raw in enumerate(strings)),
+        received("M0BBB", 1061, strings[2]),
+        *(parsed(2000 + n, raw, altitude=1000 + 90 * n) for n, raw in enumerate(strings)),
+    )
+    try:
+        client = Client(create_app(Config(db_url=db_url), store, clock=lambda: 5000.0))
+        [payload] = get(client, "/api/payloads")["payloads"]
+        assert payload["callsign"] == "ALMA-2" and payload["max_altitude"] == 1180
+        assert payload["vertical_rate"] == 3.0 and payload["state"] == "ascending"
+        track = get(client, "/api/payloads/ALMA-2/telemetry")["points"]
+        assert [p["altitude"] for p in track] == [1000, 1090, 1180]
+        assert [r["callsign"] for r in track[-1]["receivers"]] == ["M0AAA", "M0BBB"]
+        listeners = get(client, "/api/listeners")["listeners"]
+        assert [(e["callsign"], e["strings"]) for e in listeners] == [("M0AAA", 3), ("M0BBB", 1)]
+        assert listeners[0]["information"]["data"] == {"name": "Anne"}
+    finally:
+        store.close()

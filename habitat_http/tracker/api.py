@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import string
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +73,13 @@ def _json(payload: dict[str, Any]) -> Response:
         mimetype="application/json",
         headers=[("Cache-Control", "no-store")],
     )
+
+
+def _attachment(callsign: str, extension: str) -> tuple[str, str]:
+    """A Content-Disposition header naming the file after the payload (RFC 6266),
+    with only safe characters: the callsign comes from the URL."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", callsign)
+    return ("Content-Disposition", f'attachment; filename="{name}.{extension}"')
 
 
 def _next(request: Request, **cursor: Any) -> str:
@@ -197,7 +205,7 @@ class TrackerApp:
         return Response(
             export.csv_lines(points),
             mimetype="text/csv",
-            headers=[("Content-Disposition", f'attachment; filename="{callsign}.csv"')],
+            headers=[_attachment(callsign, "csv")],
         )
 
     def on_kml(self, request: Request, callsign: str) -> Response:
@@ -206,7 +214,7 @@ class TrackerApp:
         return Response(
             body,
             mimetype="application/vnd.google-earth.kml+xml",
-            headers=[("Content-Disposition", f'attachment; filename="{callsign}.kml"')],
+            headers=[_attachment(callsign, "kml")],
         )
 
     def _track(
