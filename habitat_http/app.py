@@ -488,4 +488,5 @@ def _callsign_hint(fields: dict[str, Any]) -> str | None:
 def _type_hint(fields: Any) -> str | None:
     """The posted message type, when it is one of the types (a bounded label)."""
     message_type = fields.get("type") if isinstance(fields, dict) else None
-    return message_type if message_type in DATA_MODELS else None
+    # Any JSON value may stand there: only a str can be looked up.
+    return message_type if isinstance(message_type, str) and message_type in DATA_MODELS else None
