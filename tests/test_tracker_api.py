@@ -234,6 +234,8 @@ def test_the_track_exports_as_csv_and_kml(client: Client) -> None:
 
 
 def test_serve_mounts_the_page_and_api_under_tracker(flights: Flights, client: Client) -> None:
+    bare = requests.get(flights.tracker, timeout=10, allow_redirects=False)
+    assert bare.status_code == 308 and bare.headers["Location"].endswith("/tracker/")
     page = requests.get(flights.tracker + "/", timeout=10)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     assert 'src="/tracker/static/tracker.js"' in page.text

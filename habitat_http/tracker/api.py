@@ -27,7 +27,8 @@ from urllib.parse import urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.middleware.shared_data import SharedDataMiddleware
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from ..app import RETRY_AFTER, error_response
@@ -247,6 +248,7 @@ class TrackerApp:
         """Route ``request`` and turn every exception into a JSON answer:
 
         - BadParameter -> 400 naming the parameter (``field``);
+        - werkzeug's RequestRedirect (``/tracker`` without its slash) -> 308 to it;
         - werkzeug's 404 and 405 -> their status, with the routes;
         - StoreError (database unavailable or missing) -> 503 with Retry-After;
         - anything else is our bug -> logged, 500.
@@ -258,8 +260,10 @@ class TrackerApp:
             return handler(request, **values)
         except params.BadParameter as exc:
             return error_response(400, [FieldError(exc.field, exc.error, "parameter")])
-        except StoreError:
-            log.error("tracker: store unavailable", exc_info=True)
+        except RequestRedirect as exc:
+            return redirect(exc.new_url, exc.code)
+        except StoreError as exc:
+            log.warning("tracker: the archive cannot be read: %s", exc)
             return error_response(
                 503,
                 "The archive cannot be read now; retry later.",
