@@ -33,10 +33,11 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .app import HabitatApp, create_app
+from .app import create_app
 from .config import EXIT_WITH_PARENT, Config, child_environ
 from .ops.hooks import child_exit
 from .store import prepare
+from .tracker.mount import WithTracker, with_tracker
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,8 @@ def check_store(worker: Any) -> None:
 
 
 class GatewayApplication(BaseApplication):  # type: ignore[misc]
-    """gunicorn serving :func:`create_app`, with the message server supervised.
+    """gunicorn serving :func:`create_app`, with the tracker under ``/tracker``
+    (:mod:`habitat_http.tracker.mount`), and the message server supervised.
 
     Args:
         options: gunicorn settings (``bind``, ``workers``, ...), over
@@ -222,9 +224,9 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set("when_ready", lambda arbiter: supervisor.start())
             self.cfg.set("on_exit", lambda arbiter: supervisor.stop())
 
-    def load(self) -> HabitatApp:
+    def load(self) -> WithTracker:
         # Called in each worker after the fork, so stores open per process.
-        return create_app(self.config)
+        return with_tracker(create_app(self.config))
 
 
 def run_pipeline(
