@@ -39,5 +39,8 @@ class NullStore:
     def initialize(self, at_startup: bool = True) -> None:
         pass
 
+    def check(self, timeout: float) -> None:
+        pass
+
 
 app = create_app(Config.from_env(), NullStore())

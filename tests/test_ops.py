@@ -287,7 +287,9 @@ def test_metrics_of_two_gunicorn_workers_add_up(tmp_path: Path, gunicorn: Any) -
         text, "habitat_request_phase_seconds_count", endpoint="message", phase="commit"
     )
     assert commits == posts
-    # One JSON access line per request on stdout, none from gunicorn.
+    # One JSON access line per request on stdout, none from gunicorn (read once
+    # the workers have exited: they write their lines in groups).
+    server.stop()
     lines = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
     assert sum(x["path"] == "/message" for x in lines) == posts + 1
     assert not re.search(r'"POST /message HTTP', server.log.read_text())

@@ -15,19 +15,23 @@ from habitat_http.ops.record import Rejection, RequestRecord
 
 
 class StepClock:
-    """A monotonic clock that moves by ``step`` seconds at each reading."""
+    """A monotonic clock that moves by ``step`` seconds at each of its first
+    ``readings`` readings, then stands still."""
 
-    def __init__(self, step: float) -> None:
+    def __init__(self, step: float, readings: int = 1_000_000) -> None:
         self.now = 0.0
         self.step = step
+        self.readings = readings
 
     def __call__(self) -> float:
-        self.now += self.step
+        if self.readings > 0:
+            self.readings -= 1
+            self.now += self.step
         return self.now
 
 
 def record(**kwargs: object) -> RequestRecord:
-    phases = Phases(StepClock(0.5))
+    phases = Phases(StepClock(0.5, readings=4))  # start, two ends, one total
     phases.end("read")
     phases.end("parse")
     rec = RequestRecord("POST", "/message", phases, endpoint="message", ip="192.0.2.1")
@@ -126,3 +130,21 @@ def test_aggregated_counts_expose_as_observing_each_would() -> None:
     assert 'habitat_commit_group_size_bucket{le="8.0"} 2.0' in texts[0]
     read = 'habitat_request_phase_seconds_bucket{endpoint="message",le="0.5",phase="read"} 3.0'
     assert read in texts[0]
+
+
+@pytest.mark.parametrize(
+    "callsign, error",
+    [("M0ABC", None), ('a"b\\c', "data.name must be \u00e9 \U0001f4e1 <x>."), (None, "x\ny")],
+)
+def test_the_written_line_is_the_json_of_the_entry(callsign: str | None, error: str | None) -> None:
+    rec = record(status=400 if error else 200, callsign=callsign, messages=2, ids=[3, 4])
+    rec.phases.group_size = 2
+    if error:
+        rec.rejections.append(Rejection("data.name", error, "string_too_long"))
+    assert json.loads(accesslog.text(rec, 1_700_000_000.25)) == accesslog.line(
+        rec, 1_700_000_000.25
+    )
+    rec.failure = "The message store is unavailable."
+    rec.rejections.clear()
+    written = json.loads(accesslog.text(rec, 1.0))
+    assert written == accesslog.line(rec, 1.0) and written["error"] == rec.failure
