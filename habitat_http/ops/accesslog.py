@@ -150,16 +150,15 @@ def _str(value: str | None) -> str:
 def text(record: RequestRecord, time_now: float) -> str:
     """The JSON text of :func:`line`, written out directly: only the client's text
     goes through the JSON encoder, which made up most of the line's cost."""
-    durations = record.phases.durations
-    phases = ",".join(f'"{name}":{round(seconds, 6)!r}' for name, seconds in durations.items())
-    total = round(record.phases.total(), 6)
-    phases = f'{phases},"total":{total!r}' if phases else f'"total":{total!r}'
+    durations = record.phases.durations.items()
+    phases = "".join([f'"{name}":{seconds:.6f},' for name, seconds in durations])
     group = record.phases.group_size
     out = (
-        f'{{"time":{round(time_now, 3)!r},"method":{_str(record.method)},'
+        f'{{"time":{time_now:.3f},"method":{_str(record.method)},'
         f'"path":{_str(record.path)},"status":{record.status},"ip":{_str(record.ip)},'
         f'"callsign":{_str(record.callsign)},"messages":{record.messages},'
-        f'"phases":{{{phases}}},"group":{"null" if group is None else group},'
+        f'"phases":{{{phases}"total":{record.phases.total():.6f}}},'
+        f'"group":{"null" if group is None else group},'
         f'"ids":[{",".join(map(str, record.ids))}]'
     )
     if record.rejections:

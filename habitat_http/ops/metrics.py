@@ -42,6 +42,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .phases import PHASES
 from .record import RequestRecord
 
 #: Phase durations, in seconds: 50 µs to 10 s.
@@ -215,6 +216,7 @@ class Metrics:
         self._pipeline = PipelineCollector(pipeline) if pipeline is not None else None
         # Labelled children, looked up once: labels() costs more than inc() itself.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._phase_children: dict[str, dict[str, Any]] = {}  # endpoint -> phase -> child
         self._lock = threading.Lock()
         self._counts: dict[Any, float] = {}  # counter child -> increment
         self._observed: dict[Any, list[float]] = {}  # histogram child -> per bucket, sum
@@ -253,12 +255,17 @@ class Metrics:
             self._start_flusher()
         endpoint = record.endpoint or "none"
         child = self._child
+        phase_children = self._phase_children.get(endpoint)
+        if phase_children is None:
+            phase_children = self._phase_children[endpoint] = {
+                phase: child(self.phase_seconds, endpoint, phase)
+                for phase in (*PHASES, "total")
+            }
         with self._lock:
             self._count(child(self.requests, endpoint, str(record.status)))
-            phase_seconds = self.phase_seconds
             for phase, seconds in record.phases.durations.items():
-                self._observe(child(phase_seconds, endpoint, phase), seconds)
-            self._observe(child(phase_seconds, endpoint, "total"), record.phases.total())
+                self._observe(phase_children[phase], seconds)
+            self._observe(phase_children["total"], record.phases.total())
             if record.phases.group_size is not None:
                 self._observe(child(self.commit_group), record.phases.group_size)
             if endpoint == "messages" and record.messages:
