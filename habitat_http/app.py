@@ -26,7 +26,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import body
+from . import body, validator
 from .config import Config
 from .messages import Accepted, FieldError, InvalidMessage, validate
 from .store import Store, StoreError, open_store
@@ -158,8 +158,12 @@ class HabitatApp:
         Answers 200 ``{"ok": true, "id": ..., "ignored": [...]}`` only after the
         store has committed. Errors are mapped by :meth:`dispatch_request`.
         """
-        fields = body.read_fields(request, self.config.max_body)
-        accepted = self._validate(fields, request, self.clock())
+        received = body.read_message(request, self.config.max_body)
+        settings = self._settings(request)
+        if isinstance(received, bytes):
+            accepted = validator.message(received, settings)
+        else:
+            accepted = self._validate(received, settings)
         stored = self.store.put(accepted.message)
         # Nothing after the commit may fail: the ignored keys are checked, encodable text.
         return _json(
@@ -183,26 +187,22 @@ class HabitatApp:
         (:func:`error_response`) too. A rejected item's ``errors`` lists all its
         problems; ``field`` and ``error`` are the first.
         """
-        items = body.read_batch(request, self.config.max_batch_body, self.config.max_batch_items)
-        now = self.clock()
+        raw = body.read_batch(request, self.config.max_batch_body)
+        items = validator.batch(raw, self._settings(request), self.config.max_batch_items)
         results: list[dict[str, Any]] = []
         valid: list[tuple[dict[str, Any], Accepted]] = []
         for index, item in enumerate(items):
             result: dict[str, Any] = {"index": index}
             results.append(result)
-            try:
-                if isinstance(item, InvalidMessage):
-                    raise item
-                if not isinstance(item, dict):
-                    raise InvalidMessage.one(None, "The item must be a JSON object.")
-                valid.append((result, self._validate(item, request, now)))
-            except InvalidMessage as exc:
+            if isinstance(item, InvalidMessage):
                 result.update(
                     status="rejected",
-                    error=exc.first.error,
-                    field=exc.first.field,
-                    errors=[e.as_json() for e in exc.errors],
+                    error=item.first.error,
+                    field=item.first.field,
+                    errors=[e.as_json() for e in item.errors],
                 )
+            else:
+                valid.append((result, item))
         stored = self.store.put_many([a.message for _, a in valid]) if valid else []
         for (result, accepted), outcome in zip(valid, stored, strict=True):
             result.update(
@@ -227,13 +227,21 @@ class HabitatApp:
             )
         return _json({"ok": True, **payload}, 200)
 
-    def _validate(self, fields: dict[str, Any], request: Request, now: float) -> Accepted:
-        return validate(
-            fields,
-            now=now,
+    def _settings(self, request: Request) -> validator.Settings:
+        return validator.Settings(
+            now=self.clock(),
             ip=request.remote_addr,
             blocked_callsigns=self.config.blocked_callsigns,
             future_tolerance=self.config.future_tolerance,
+        )
+
+    def _validate(self, fields: dict[str, Any], settings: validator.Settings) -> Accepted:
+        return validate(
+            fields,
+            now=settings.now,
+            ip=settings.ip,
+            blocked_callsigns=settings.blocked_callsigns,
+            future_tolerance=settings.future_tolerance,
         )
 
     # -- dispatch and error mapping -------------------------------------------

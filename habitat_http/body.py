@@ -32,7 +32,7 @@ from werkzeug.exceptions import (
 from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
-from .strictjson import first_problem, loads, parse
+from .strictjson import loads
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -167,10 +167,6 @@ def _content_type(request: Request, allow_form: bool) -> bool:
     raise UnsupportedMediaType(f"Send {kinds}, not {mimetype or 'no Content-Type'}.")
 
 
-def _not_json(exc: ValueError) -> InvalidMessage:
-    return InvalidMessage.one(None, f"The body is not valid JSON: {exc}.")
-
-
 def _form_fields(raw: bytes) -> dict[str, Any]:
     """The fields of a form-urlencoded body, each name and value strict UTF-8 text.
 
@@ -199,36 +195,31 @@ def _form_fields(raw: bytes) -> dict[str, Any]:
     return fields
 
 
-def read_fields(request: Request, max_body: int) -> dict[str, Any]:
-    """The message fields of a POST /message body, with ``data`` decoded.
+def read_message(request: Request, max_body: int) -> bytes | dict[str, Any]:
+    """The body of a POST /message: JSON bytes, or the fields of a form.
 
     Args:
         request: the werkzeug request.
         max_body: the largest body accepted, in bytes (HABITAT_MAX_BODY).
 
     Returns:
-        A dict of field name to value. For form bodies every value is a string,
+        The decompressed bytes of a JSON body, for :func:`habitat_http.validator.message`;
+        or, for a form, a dict of field name to value, every value a string
         except ``data``, which is the decoded JSON value.
 
     Raises:
         UnsupportedMediaType: not JSON or form-urlencoded, or an unknown
             Content-Encoding (415).
         RequestEntityTooLarge: the body is over the limit (413).
-        InvalidMessage: the body is not a JSON object, the form's ``data`` is not
-            JSON, a form name or value is not UTF-8, a key or form field is given
-            twice, an integer is too long to read, the framing is broken, or the
-            compressed data is corrupt (400); ``field`` names the place when known.
+        InvalidMessage: the form's ``data`` is not JSON, a form name or value is
+            not UTF-8, a form field or a key of ``data`` is given twice, an integer
+            is too long, the framing is broken, or the compressed data is corrupt
+            (400); ``field`` names the place when known.
     """
     is_json = _content_type(request, allow_form=True)
     raw = read_body(request, max_body)
     if is_json:
-        try:
-            fields = loads(raw)
-        except ValueError as exc:
-            raise _not_json(exc) from None
-        if not isinstance(fields, dict):
-            raise InvalidMessage.one(None, "The body must be a JSON object holding one message.")
-        return fields
+        return raw
     fields = _form_fields(raw)
     if "data" in fields:
         try:
@@ -240,39 +231,14 @@ def read_fields(request: Request, max_body: int) -> dict[str, Any]:
     return fields
 
 
-def read_batch(request: Request, max_body: int, max_items: int) -> list[Any]:
-    """The items of a POST /messages body: a JSON array of message objects.
-
-    Args:
-        request: the werkzeug request.
-        max_body: the largest body accepted, in bytes (HABITAT_MAX_BATCH_BODY).
-        max_items: the most items in one batch.
+def read_batch(request: Request, max_body: int) -> bytes:
+    """The decompressed bytes of a POST /messages body, for
+    :func:`habitat_http.validator.batch`.
 
     Raises:
         UnsupportedMediaType: not JSON, or an unknown Content-Encoding (415).
-        RequestEntityTooLarge: the body is over the limit, or holds more than
-            ``max_items`` items (413).
-        InvalidMessage: the body is not a non-empty JSON array, the framing is
-            broken, or its compressed data is corrupt (400).
-
-    Returns:
-        The items. An item holding a key given twice or an integer too long to
-        read (:mod:`strictjson`) is replaced by the InvalidMessage saying why, so
-        that it is rejected alone.
+        RequestEntityTooLarge: the body is over the limit (413).
+        InvalidMessage: the framing is broken, or the compressed data is corrupt (400).
     """
     _content_type(request, allow_form=False)
-    try:
-        items, marked = parse(read_body(request, max_body))
-    except ValueError as exc:
-        raise _not_json(exc) from None
-    if not isinstance(items, list):
-        raise InvalidMessage.one(None, "The body must be a JSON array of message objects.")
-    if not items:
-        raise InvalidMessage.one(None, "The batch is empty; send 1 to 1000 messages.")
-    if len(items) > max_items:
-        raise RequestEntityTooLarge(
-            f"The batch holds {len(items)} messages; send at most {max_items} at once."
-        )
-    if marked:  # each item with a key given twice or a too-long integer is rejected alone
-        items = [InvalidMessage([p]) if (p := first_problem(i)) else i for i in items]
-    return items
+    return read_body(request, max_body)
