@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from typing import NamedTuple
 
 import click
 
 from .archive import DOCUMENT_TYPES, open_archive
-from .config import Config, ConfigError
-from .store import StoreError, open_store
+from .config import Config, ConfigError, ServerConfig
+from .store import CheckpointStore, NoDatabase, StoreError, open_store
 
 #: The keys ``habitat-http messages`` prints, in this order.
 MESSAGE_KEYS = ("id", "callsign", "type", "time_created", "time_uploaded", "ip", "data")
@@ -38,11 +39,12 @@ def messages(db_url: str | None, after: int, limit: int | None) -> None:
     """Print stored messages as JSON lines, in id order.
 
     Each line holds id, callsign, type, time_created, time_uploaded (UNIX seconds,
-    clock-corrected), ip and data.
+    clock-corrected), ip and data. Reads only: creates no database.
     """
+    db = None
     try:
-        config = Config.from_env()
-        store = open_store(db_url or config.db_url, timeout=config.db_timeout)
+        db = _db(db_url)
+        store = _reader(db)
         out = sys.stdout
         batch = 1000
         remaining = limit
@@ -59,7 +61,7 @@ def messages(db_url: str | None, after: int, limit: int | None) -> None:
                 remaining -= len(rows)
         store.close()
     except (ConfigError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _failure(exc, db) from exc
 
 
 def _octal(value: str) -> int:
@@ -95,39 +97,124 @@ def _octal(value: str) -> int:
     help="URL path the front server mounts the app at, e.g. /habitat; "
     "default $HABITAT_SCGI_PREFIX or the root.",
 )
-def scgi(path: str, mode: str, threads: int, prefix: str | None) -> None:
+@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="The message server's config: its sinks are loaded and checked before serving.",
+)
+def scgi(
+    path: str,
+    mode: str,
+    threads: int,
+    prefix: str | None,
+    db_url: str | None,
+    config_file: str | None,
+) -> None:
     """Serve the gateway over SCGI on a Unix socket (flup's threaded server).
 
     For Apache's mod_proxy_scgi or nginx's scgi_pass in front. Configured from the
     same HABITAT_* variables as the HTTP path. Stops gracefully on SIGTERM or SIGINT.
+    Exits at once on what waiting cannot fix (a bad URL, a schema newer than this
+    code, a migration that needs init-db, a sink that cannot be loaded); a
+    database that is busy or down at start only gets 503s until it is back.
     """
     import logging
 
     from .app import create_app
     from .scgi import SCGIStartError, serve
+    from .sinks import SinkLoadError
+    from .store import prepare
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    db = None
     try:
-        app = create_app()
-        app.store.initialize()  # fail fast before listening
-        config = app.config
+        db = _db(db_url)
+        if config_file is not None:
+            _load_sinks(ServerConfig.from_file(config_file), db.url)
+        app = create_app(db.config)
+        _warn_unavailable(prepare(app.store))
         serve(
             app.wsgi_app,  # no ProxyFix: the front server sets REMOTE_ADDR
             path,
             mode=_octal(mode),
             threads=threads,
-            timeout=config.scgi_timeout,
-            prefix=config.scgi_prefix if prefix is None else prefix,
+            timeout=db.config.scgi_timeout,
+            prefix=db.config.scgi_prefix if prefix is None else prefix,
         )
-    except (ConfigError, SCGIStartError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (ConfigError, SCGIStartError, SinkLoadError, StoreError) as exc:
+        raise _failure(exc, db) from exc
 
 
-def _db(db_url: str | None) -> tuple[Config, str]:
+def _warn_unavailable(problem: StoreError | None) -> None:
+    if problem is not None:
+        import logging
+
+        logging.getLogger("habitat_http").warning(
+            "the database is unavailable at start-up (%s); answering 503 until it is back",
+            problem,
+        )
+
+
+class _Db(NamedTuple):
+    """The settings, with the database URL chosen by ``--db`` or HABITAT_DB."""
+
+    config: Config
+    url: str
+    source: str  # "--db" or "HABITAT_DB", named in messages
+
+
+def _db(db_url: str | None) -> _Db:
+    """The settings from the environment, with ``--db`` over HABITAT_DB.
+
+    Raises:
+        ConfigError: a HABITAT_* variable is unusable.
+    """
     config = Config.from_env()
-    return config, db_url or config.db_url
+    if db_url:
+        return _Db(replace(config, db_url=db_url), db_url, "--db")
+    return _Db(config, config.db_url, "HABITAT_DB")
+
+
+def _open(db: _Db) -> CheckpointStore:
+    return open_store(
+        db.url,
+        synchronous=db.config.sqlite_synchronous,
+        timeout=db.config.db_timeout,
+        source=db.source,
+    )
+
+
+def _reader(db: _Db) -> CheckpointStore:
+    """The database for a command that only reads: created if missing by nobody."""
+    store = open_store(db.url, timeout=db.config.db_timeout, read_only=True, source=db.source)
+    store.initialize()  # checks, creating nothing; NoDatabase when there is none
+    return store
+
+
+def _failure(exc: Exception, db: _Db | None) -> click.ClickException:
+    """The one-line error of a command, naming where the database URL came from."""
+    if isinstance(exc, NoDatabase) and db is not None:
+        return click.ClickException(
+            f"{exc} ({db.source} is {db.url}). Nothing was created; `habitat-http init-db`"
+            " or starting the gateway creates one."
+        )
+    return click.ClickException(str(exc))
+
+
+def _load_sinks(server_config: ServerConfig, url: str) -> None:
+    """Load and check every sink of ``server_config`` (and discard them).
+
+    Raises:
+        SinkLoadError: one cannot be loaded; the message says which and why.
+    """
+    from .server import load_sinks
+
+    load_sinks(server_config, url)
 
 
 @main.command()
@@ -143,27 +230,30 @@ def server(db_url: str | None, config_file: str | None) -> None:
     """Run the message server: deliver stored messages to the sinks, until SIGTERM.
 
     Each sink gets the messages of its types in commit order, at least once, with
-    a durable checkpoint; see `habitat-http status`.
+    a durable checkpoint; see `habitat-http status`. Exits at once when a sink
+    cannot be loaded or the schema does not fit; waits for a database that is
+    busy or down.
     """
     import logging
     import signal
     import threading
 
-    from .config import ServerConfig
     from .server import MessageServer, load_sinks
     from .sinks import SinkLoadError
+    from .store import prepare
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    db = None
     try:
-        config, url = _db(db_url)
+        db = _db(db_url)
         server_config = ServerConfig.from_file(config_file)
-        store = open_store(url, timeout=config.db_timeout)
-        store.initialize()  # fail fast: unreachable database, or a newer schema
-        sinks = load_sinks(server_config, url, store)
+        store = _open(db)
+        sinks = load_sinks(server_config, db.url, store)
+        _warn_unavailable(prepare(store))
     except (ConfigError, SinkLoadError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _failure(exc, db) from exc
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -179,21 +269,49 @@ def server(db_url: str | None, config_file: str | None) -> None:
 @main.command()
 @click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per sink.")
-def status(db_url: str | None, as_json: bool) -> None:
-    """Show each sink's checkpoint, lag (messages and seconds) and last error."""
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Report a message server whose last heartbeat is older than this as DOWN.",
+)
+def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
+    """Show when each message server was last alive (DOWN when its heartbeat is
+    stale), and each sink's checkpoint, lag (messages and seconds) and last error.
+
+    Reads only: creates no database.
+    """
     import time
 
+    from .server import servers
     from .server import status as sink_status
 
+    db = None
     try:
-        config, url = _db(db_url)
-        rows = sink_status(open_store(url, timeout=config.db_timeout), time.time())
+        db = _db(db_url)
+        store = _reader(db)
+        try:
+            now = time.time()
+            beats = servers(store, now, stale_after)
+            rows = sink_status(store, now, stale_after)
+        finally:
+            store.close()
     except (ConfigError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _failure(exc, db) from exc
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
+    if not beats:
+        click.echo("message server: DOWN, never seen (no heartbeat in this database)")
+    for beat in beats:
+        state = "alive" if beat["alive"] else "DOWN"
+        click.echo(
+            f"message server {beat['server']}: {state}, last alive"
+            f" {beat['seconds_since_beat']} s ago"
+        )
     if not rows:
         click.echo("no sinks have run yet")
     for row in rows:
@@ -219,15 +337,19 @@ def status(db_url: str | None, as_json: bool) -> None:
     " cursor: on PostgreSQL, documents are not made in id order).",
 )
 def archive(doc_type: str, db_url: str | None, after: int) -> None:
-    """Print archive documents as JSON lines, in the order they were first made."""
+    """Print archive documents as JSON lines, in the order they were first made.
+
+    Reads only: creates no database.
+    """
+    db = None
     try:
-        config, url = _db(db_url)
-        docs = open_archive(open_store(url, timeout=config.db_timeout))
+        db = _db(db_url)
+        docs = open_archive(_reader(db))  # NoDatabase when there is none
         for doc in docs.documents(doc_type, after):
             click.echo(json.dumps(doc, ensure_ascii=False))
         docs.close()
     except (ConfigError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _failure(exc, db) from exc
 
 
 @main.command()
@@ -245,6 +367,7 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
     show_default=True,
     help="gunicorn worker processes.",
 )
+@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
 @click.option(
     "--config",
     "config_file",
@@ -255,37 +378,66 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
 @click.option(
     "--no-server", is_flag=True, help="Serve the gateway alone, without the message server."
 )
-def serve(bind: str, workers: int, config_file: str | None, no_server: bool) -> None:
+@click.option(
+    "--max-restart-delay",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest wait before restarting a message server that died (the wait doubles"
+    " from 1 s with each death in a row).",
+)
+def serve(
+    bind: str,
+    workers: int,
+    db_url: str | None,
+    config_file: str | None,
+    no_server: bool,
+    max_restart_delay: float,
+) -> None:
     """Run the whole pipeline: gunicorn serving the gateway, and the message server
-    as a supervised child process. SIGTERM or SIGINT stops both cleanly."""
-    from . import serve as pipeline
-    from .config import ServerConfig
+    as a supervised child process. SIGTERM or SIGINT stops both cleanly.
 
+    Exits at once on what waiting cannot fix (a bad URL, a schema newer than this
+    code, a migration that needs init-db, a sink that cannot be loaded); a
+    database that is busy or down at start only gets 503s until it is back.
+    """
+    import logging
+
+    from . import serve as pipeline
+    from .sinks import SinkLoadError
+    from .store import prepare
+
+    logging.basicConfig(  # the supervisor's restarts go to the log too
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    db = None
     try:
-        config = Config.from_env()
-        ServerConfig.from_file(config_file)  # fail now, not in the child
-        store = open_store(config.db_url, timeout=config.db_timeout)
-        store.initialize()  # an unreachable database or a newer schema stops us here
+        db = _db(db_url)
+        _load_sinks(ServerConfig.from_file(config_file), db.url)  # fail now, not in the child
+        store = _open(db)
+        _warn_unavailable(prepare(store))
         store.close()
-    except (ConfigError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (ConfigError, SinkLoadError, StoreError) as exc:
+        raise _failure(exc, db) from exc
     command = None if no_server else pipeline.server_command(config_file)
-    pipeline.serve(bind, workers, command)
+    pipeline.serve(bind, workers, command, max_restart_delay, db.config)
 
 
 @main.command("init-db")
 @click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
 def init_db(db_url: str | None) -> None:
     """Create the schema or apply pending migrations (also those unsafe at start-up)."""
+    db = None
     try:
-        config, url = _db(db_url)
-        store = open_store(url, timeout=config.db_timeout)
+        db = _db(db_url)
+        store = _open(db)
         store.initialize(at_startup=False)
         open_archive(store).initialize(at_startup=False)
         store.close()
     except (ConfigError, StoreError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"{url}: schema is up to date")
+        raise _failure(exc, db) from exc
+    click.echo(f"{db.url}: schema is up to date")
 
 
 from .client.command import upload  # noqa: E402

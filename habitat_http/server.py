@@ -14,12 +14,19 @@ Delivery is at least once, in commit order, with a durable checkpoint per sink:
   SQLite, NOTIFY on PostgreSQL) and looks anyway every ``poll_interval`` seconds
   (0.2 by default); it never spins, and notices a stop within that interval;
 - on stop it finishes the batch in hand, saves the checkpoints, flushes and
-  shuts the sinks down.
+  shuts the sinks down;
+- every time round its delivery loop, at most once per ``HEARTBEAT_INTERVAL``
+  seconds, it records a heartbeat in the database (``host:pid`` and the time).
+  ``habitat-http status`` reports a server whose last beat is older than
+  ``STALE_AFTER`` seconds as down: dead, stalled in a sink, or cut off from the
+  database. A stalled pipeline never looks healthy.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +35,16 @@ from typing import Any
 
 from .config import ServerConfig
 from .messages import StoredMessage
-from .sinks import DeliveryError, Sink, SinkContext, deliver, load
-from .store import START, CheckpointStore, Position, StoreError
+from .sinks import DeliveryError, Sink, SinkContext, SinkLoadError, deliver, load
+from .store import START, CheckpointStore, Heartbeat, Position, StoreError
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two heartbeats of a message server.
+HEARTBEAT_INTERVAL = 1.0
+#: A message server silent for longer than this, in seconds, is reported down:
+#: ten heartbeats missed (or 50 polls at the default poll_interval).
+STALE_AFTER = 10.0
 
 
 @dataclass
@@ -64,14 +77,40 @@ class MessageServer:
         self.config = config or ServerConfig()
         self.clock = clock
         self._sinks = [_SinkState(name, sink, START) for name, sink in sinks]
+        host = socket.gethostname()
+        self._heartbeat = Heartbeat(f"{host}:{os.getpid()}", host, os.getpid(), clock(), 0.0)
+        self._last_beat = -HEARTBEAT_INTERVAL
+
+    def beat(self) -> None:
+        """Record a heartbeat unless one was recorded in the last HEARTBEAT_INTERVAL
+        seconds. A database that cannot take it is logged, not fatal."""
+        now = self.clock()
+        if 0 <= now - self._last_beat < HEARTBEAT_INTERVAL:
+            return
+        try:
+            self.store.beat(self._heartbeat._replace(beat=now))
+            self._last_beat = now
+        except StoreError as exc:
+            log.warning("cannot record the heartbeat: %s", exc)
 
     def start(self) -> None:
-        """Load the checkpoints and set the sinks up."""
+        """Load the checkpoints and set the sinks up.
+
+        Raises:
+            StoreError: the checkpoints could not be read or saved.
+        """
+        self._load_checkpoints()
+        self._setup_sinks()
+
+    def _load_checkpoints(self) -> None:
         saved = self.store.checkpoints()
         for state in self._sinks:
             state.checkpoint = saved[state.name].position if state.name in saved else START
             if state.name not in saved:
                 self.store.save_checkpoint(state.name, START, self.clock())
+
+    def _setup_sinks(self) -> None:
+        for state in self._sinks:
             state.sink.setup()
             log.info("sink %s starts after %s", state.name, state.checkpoint)
 
@@ -136,10 +175,26 @@ class MessageServer:
         self.store.record_failure(state.name, text, self.clock())
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set, then flush and shut the sinks down."""
-        self.start()
+        """Deliver until ``stop`` is set, then flush and shut the sinks down.
+
+        A database that is unavailable when it starts is retried every
+        ``poll_interval`` seconds (logged once), not a reason to exit.
+        """
+        logged = False
+        while True:
+            try:
+                self._load_checkpoints()
+                break
+            except StoreError as exc:
+                if not logged:
+                    log.warning("the store is unavailable (%s); waiting for it", exc)
+                    logged = True
+                if stop.wait(self.config.poll_interval):
+                    return
+        self._setup_sinks()
         try:
             while not stop.is_set():
+                self.beat()
                 try:
                     progressed = self.step(stop)
                 except StoreError:
@@ -166,23 +221,62 @@ class MessageServer:
 def load_sinks(
     config: ServerConfig, db_url: str, store: CheckpointStore | None = None
 ) -> list[tuple[str, Sink]]:
-    """Load every configured sink, giving each the server's ``store`` (see SinkContext).
+    """Load every configured sink and check its interface (none is set up yet),
+    giving each the server's ``store`` (see SinkContext).
 
     Raises:
-        SinkLoadError: one cannot be loaded or lacks the interface.
+        SinkLoadError: one cannot be loaded or lacks the interface; the message
+            names it as ``[sinks.NAME]``.
     """
-    return [
-        (spec.name, load(spec.use, SinkContext(spec.name, db_url, spec.options, store)))
-        for spec in config.sinks
-    ]
+    sinks = []
+    for spec in config.sinks:
+        context = SinkContext(spec.name, db_url, spec.options, store)
+        try:
+            sinks.append((spec.name, load(spec.use, context)))
+        except SinkLoadError as exc:
+            raise SinkLoadError(f"[sinks.{spec.name}]: {exc}") from exc
+    return sinks
 
 
-def status(store: CheckpointStore, now: float) -> list[dict[str, Any]]:
+def servers(
+    store: CheckpointStore, now: float, stale_after: float = STALE_AFTER
+) -> list[dict[str, Any]]:
+    """Every message server that has run on this database, latest heartbeat first.
+
+    Each has ``server`` (host:pid), ``host``, ``pid``, ``started`` and
+    ``last_beat`` (UNIX seconds), ``seconds_since_beat``, and ``alive``: whether
+    it beat within the last ``stale_after`` seconds.
+    """
+    rows = []
+    for hb in store.heartbeats():
+        since = round(max(0.0, now - hb.beat), 1)
+        rows.append(
+            {
+                "server": hb.server,
+                "host": hb.host,
+                "pid": hb.pid,
+                "started": hb.started,
+                "last_beat": hb.beat,
+                "seconds_since_beat": since,
+                "alive": since <= stale_after,
+            }
+        )
+    return rows
+
+
+def status(
+    store: CheckpointStore, now: float, stale_after: float = STALE_AFTER
+) -> list[dict[str, Any]]:
     """Each sink's checkpoint, lag (messages, seconds) and last error, by name.
 
     ``lag_seconds`` is how long the oldest message the sink has not taken has
-    been waiting; 0 when it is up to date.
+    been waiting; 0 when it is up to date. ``server_alive`` says whether any
+    message server beat within ``stale_after`` seconds, and ``server_last_beat``
+    when the last one did (None: never).
     """
+    beats = servers(store, now, stale_after)
+    alive = any(b["alive"] for b in beats)
+    last_beat = beats[0]["last_beat"] if beats else None
     rows = []
     for cp in store.checkpoints().values():
         count, oldest = store.backlog(cp.position)
@@ -196,6 +290,8 @@ def status(store: CheckpointStore, now: float) -> list[dict[str, Any]]:
                 "failures": cp.failures,
                 "last_error": cp.last_error,
                 "last_error_time": cp.last_error_time,
+                "server_alive": alive,
+                "server_last_beat": last_beat,
             }
         )
     return rows

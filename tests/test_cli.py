@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from habitat_http.cli import main
@@ -94,7 +97,7 @@ def test_db_from_environment(tmp_path: Path) -> None:
 def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["messages", "--db", "mysql://nope"])
     assert result.exit_code != 0
-    assert "HABITAT_DB must be" in result.output
+    assert "--db must be" in result.output
 
 
 def test_console_script_is_installed() -> None:
@@ -104,3 +107,79 @@ def test_console_script_is_installed() -> None:
     assert exe is not None
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "messages" in out
+
+
+# --- commands that only read -------------------------------------------------------
+
+READERS = (["status"], ["messages"], ["archive", "payload_telemetry"])
+
+
+@pytest.mark.parametrize("command", READERS, ids=lambda c: c[0])
+def test_readers_create_no_database_file(tmp_path: Path, command: list[str]) -> None:
+    url = f"sqlite:///{tmp_path}/missing.db"
+    result = CliRunner().invoke(main, [*command, "--db", url])
+    assert result.exit_code != 0
+    assert "no habitat database" in result.output
+    assert "--db" in result.output
+    assert list(tmp_path.iterdir()) == []  # no file, no .lock
+
+
+@pytest.mark.parametrize("command", READERS, ids=lambda c: c[0])
+def test_readers_create_no_schema_in_a_file_that_is_not_a_habitat_database(
+    tmp_path: Path, command: list[str]
+) -> None:
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    result = CliRunner().invoke(main, [*command], env={"HABITAT_DB": f"sqlite:///{other}"})
+    assert result.exit_code != 0
+    assert "no habitat database" in result.output and "HABITAT_DB" in result.output
+    with closing(sqlite3.connect(other)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"notes"}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert not (tmp_path / "other.db.lock").exists()
+
+
+@pytest.mark.parametrize("command", READERS, ids=lambda c: c[0])
+def test_readers_create_no_tables_in_a_postgresql_database(pg_url: str, command: list[str]) -> None:
+    import psycopg
+
+    from .conftest import PG_ADMIN_URL
+
+    name = f"{pg_url.rsplit('/', 1)[1]}_empty"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
+    try:
+        result = CliRunner().invoke(main, [*command, "--db", url])
+        assert result.exit_code != 0
+        assert "no habitat database" in result.output
+        with psycopg.connect(url) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchone() == (0,)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_bad_db_option_is_named_as_the_option(tmp_path: Path) -> None:
+    for command in (*READERS, ["init-db"], ["server"]):
+        result = CliRunner().invoke(main, [*command, "--db", "mysql://nope"])
+        assert result.exit_code != 0
+        assert "--db must be" in result.output, (command, result.output)
+        assert "HABITAT_DB" not in result.output
+
+
+def test_readers_still_read_an_existing_database(tmp_path: Path) -> None:
+    fill(tmp_path / "h.db", 1)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    url = f"sqlite:///{tmp_path}/h.db"
+    for command in READERS:
+        result = CliRunner().invoke(main, [*command, "--db", url])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        n for n in before if not n.endswith(("-wal", "-shm"))
+    ]

@@ -329,3 +329,26 @@ def test_serve_leaves_no_orphan_when_its_master_is_killed(tmp_path: Path) -> Non
         timeout=15,
     )
     os.killpg(serve.pid, signal.SIGKILL)  # the gunicorn worker, orphaned too by design
+
+
+def test_status_says_when_the_message_server_was_last_alive(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/habitat.db"
+    server = start_server(db, tmp_path)
+    try:
+
+        def shown() -> str:
+            try:
+                return cli("status", "--db", db)
+            except subprocess.CalledProcessError:  # the server has not created it yet
+                return ""
+
+        wait_until(lambda: "alive" in shown(), timeout=30)
+        assert "DOWN" not in cli("status", "--db", db)
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+    wait_until(lambda: "DOWN" in cli("status", "--db", db, "--stale-after", "1"), timeout=10)
+    out = cli("status", "--db", db, "--stale-after", "1")
+    assert "last alive" in out
+    [row] = [json.loads(line) for line in cli("status", "--db", db, "--json").splitlines()]
+    assert row["server_last_beat"] > 0

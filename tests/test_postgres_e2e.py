@@ -4,6 +4,7 @@ PostgreSQL that stops and comes back in the middle of a load."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import os
 import shutil
@@ -86,7 +87,8 @@ def private_pg() -> Iterator[PrivatePostgres]:
         yield pg
     finally:
         try:
-            pg.stop()
+            with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it
+                pg.stop()
         finally:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -230,42 +232,27 @@ def test_init_db_and_cli_on_postgresql(pg_url: str) -> None:
     assert "up to date" in out
 
 
-def test_unreachable_database_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
+def test_an_unreachable_database_is_waited_for_with_the_reason_logged(tmp_path: Path) -> None:
+    """Waiting can fix an unreachable database: the gateway and the message server
+    start, log why the database is unavailable, and serve 503 meanwhile (issue 9;
+    tests/test_startup.py has them recover when it comes back)."""
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/habitat"
     for command in (["server", "--db", url], ["scgi", "--socket", str(tmp_path / "s.sock")]):
-        start = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "habitat_http", *command],
-            cwd=ROOT,
-            env={**os.environ, "HABITAT_DB": url, "HABITAT_DB_TIMEOUT": "2"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode != 0
-        assert "cannot reach the database" in result.stderr
-        assert time.monotonic() - start < 15
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        gunicorn = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "deploy/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{free_port()}",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "HABITAT_DB": url, "HABITAT_DB_TIMEOUT": "2"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=60,
-        )
-    assert gunicorn.returncode != 0
-    assert "cannot reach the database" in log.read_text()
+        log = tmp_path / f"{command[0]}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "habitat_http", *command],
+                cwd=ROOT,
+                env={**os.environ, "HABITAT_DB": url, "HABITAT_DB_TIMEOUT": "1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until(lambda log=log: "cannot reach the database" in log.read_text(), 20)  # type: ignore[misc]
+            assert process.poll() is None, log.read_text()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(20)
 
 
 def test_nginx_balances_two_gateways_on_one_database(

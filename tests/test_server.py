@@ -184,3 +184,46 @@ def test_a_commit_wakes_the_idle_server_before_its_next_poll(db_url: str) -> Non
     writer.close()
     store.close()
     assert stored.id in sink.received and noticed < 1.0
+
+
+def test_the_server_beats_and_status_flags_it_down_when_the_beat_is_stale(
+    db_url: str,
+) -> None:
+    from habitat_http.server import servers
+    from habitat_http.store import open_store
+
+    store = open_store(db_url)
+    store.initialize()
+    if db_url.startswith("postgresql"):  # the session's database: other tests' servers beat
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM server_heartbeats")
+    clock = FakeClock()
+    config = ServerConfig(sinks=(SinkSpec("archive", "archive"),), poll_interval=0.01)
+    server = MessageServer(store, load_sinks(config, db_url, store), config, clock)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not servers(store, clock.now) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [alive] = servers(store, clock.now)
+        assert alive["alive"] and alive["last_beat"] == clock.now
+        clock.now += 3
+        deadline = time.monotonic() + 10
+        while servers(store, clock.now)[0]["last_beat"] != clock.now:
+            assert time.monotonic() < deadline, "the server stopped beating"
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    beat = clock.now
+    clock.now += 10.5  # nobody beats any more: it has been silent past the limit
+    [down] = servers(store, clock.now)
+    assert not down["alive"] and down["last_beat"] == beat
+    assert down["seconds_since_beat"] == 10.5
+    rows = status(store, clock.now)
+    assert rows and all(not r["server_alive"] for r in rows)
+    store.close()

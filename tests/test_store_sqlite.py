@@ -52,7 +52,8 @@ def test_wal_and_synchronous_full(tmp_path: Path) -> None:
     conn = store._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    # What was left of the last write's 5 s deadline (see test_deadline.py).
+    assert 0 < conn.execute("PRAGMA busy_timeout").fetchone()[0] <= 5000
     store.close()
 
 

@@ -1,7 +1,9 @@
 """Durable message storage: the :class:`Store` protocol and :func:`open_store`.
 
 A backend is chosen by the URL in ``HABITAT_DB``. Opening a store does no I/O;
-the first call that needs the database connects and applies migrations.
+the first call that needs the database connects and applies migrations. A store
+opened ``read_only`` (for the commands that only read) never creates a file, a
+table or a migration: it opens what exists, or raises :class:`NoDatabase`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,24 @@ class Checkpoint(NamedTuple):
     failures: int
 
 
+class Heartbeat(NamedTuple):
+    """The last sign of life of one message server (times in UNIX seconds).
+
+    Attributes:
+        server: its name, ``host:pid``.
+        host: the host it runs on.
+        pid: its process id there.
+        started: when it started.
+        beat: when it last went round its delivery loop.
+    """
+
+    server: str
+    host: str
+    pid: int
+    started: float
+    beat: float
+
+
 class Stored(NamedTuple):
     """What became of a message given to :meth:`Store.put`.
 
@@ -63,6 +83,11 @@ class StoreUnavailable(StoreError):
 
 class SchemaTooNew(StoreError):
     """The database was migrated by a newer habitat_http; refuse to touch it."""
+
+
+class NoDatabase(StoreError):
+    """A read-only store found no habitat database where it was pointed (no file,
+    or no habitat schema in it); nothing was created."""
 
 
 @runtime_checkable
@@ -145,6 +170,14 @@ class CheckpointStore(Store, Protocol):
         """Record that ``sink`` failed with ``error`` at ``now`` (UNIX seconds)."""
         ...
 
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """Record that a message server is alive (one row per server, replaced)."""
+        ...
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every message server's last heartbeat, latest first."""
+        ...
+
     def backlog(self, after: Position) -> tuple[int, float | None]:
         """How many messages come after ``after``, and when the oldest was received."""
         ...
@@ -157,7 +190,14 @@ class CheckpointStore(Store, Protocol):
         ...
 
 
-def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> CheckpointStore:
+def open_store(
+    url: str,
+    *,
+    synchronous: str = "FULL",
+    timeout: float = 5.0,
+    read_only: bool = False,
+    source: str = "HABITAT_DB",
+) -> CheckpointStore:
     """The store for a ``HABITAT_DB`` URL.
 
     Args:
@@ -165,6 +205,9 @@ def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> 
             ``postgresql://user@host/dbname`` (libpq URL).
         synchronous: SQLite ``PRAGMA synchronous`` level.
         timeout: seconds to wait for a locked database before StoreUnavailable.
+        read_only: open only an existing habitat database (NoDatabase otherwise),
+            and never write to it.
+        source: where the URL came from (``HABITAT_DB``, ``--db``), for messages.
 
     Raises:
         ConfigError: the URL's scheme is not supported.
@@ -172,9 +215,38 @@ def open_store(url: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> 
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"), synchronous=synchronous, timeout=timeout)
+        return SQLiteStore(
+            url.removeprefix("sqlite:///"),
+            synchronous=synchronous,
+            timeout=timeout,
+            read_only=read_only,
+        )
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        return PostgresStore(url, timeout=timeout)
-    raise ConfigError(f"HABITAT_DB must be a sqlite:/// or postgresql:// URL, not {url!r}.")
+        return PostgresStore(url, timeout=timeout, read_only=read_only)
+    raise ConfigError(f"{source} must be a sqlite:/// or postgresql:// URL, not {url!r}.")
+
+
+def prepare(store: Store) -> StoreUnavailable | None:
+    """The start-up check of a gateway, a gunicorn worker or a message server:
+    apply the migrations that are safe, failing only on what waiting cannot fix.
+
+    A database that is locked or unreachable now is not fatal: the problem is
+    returned for the caller to log, writes answer 503 meanwhile, and the store
+    connects (and migrates) on its first use after the database is back.
+
+    Returns:
+        None when the database is ready, else why it is unavailable now.
+
+    Raises:
+        ConfigError: the URL cannot work (a malformed libpq URL, a SQLite file in
+            a directory that does not exist).
+        SchemaTooNew: the database was migrated by a newer habitat_http.
+        MigrationNeeded: a pending migration needs ``habitat-http init-db``.
+    """
+    try:
+        store.initialize()
+    except StoreUnavailable as exc:
+        return exc
+    return None

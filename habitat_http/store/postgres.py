@@ -21,6 +21,11 @@ Connections come from a pool created lazily in each process, so gunicorn forks
 before any connection exists. A database that cannot be reached within
 ``timeout`` seconds gives StoreUnavailable (503) and the pool reconnects by
 itself when it returns.
+
+One deadline per transaction (``timeout`` seconds from its start): the wait for
+a pooled connection and then the statements' ``statement_timeout`` and
+``lock_timeout`` (set for the transaction to what is left, and again before
+the inserts) all count against it.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..config import ConfigError
 from ..messages import Message, StoredMessage
-from . import Checkpoint, Position, Stored, StoreUnavailable
+from . import Checkpoint, Heartbeat, NoDatabase, Position, SchemaTooNew, Stored, StoreUnavailable
 from .base import BaseStore
-from .migrations import Migration, pending
+from .migrations import Migration, MigrationNeeded, pending
 from .rows import COLUMNS, from_row, outcomes, plan_inserts, to_row
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -69,6 +75,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """
     ),
+    Migration(
+        """
+        CREATE TABLE server_heartbeats (
+            server  TEXT             PRIMARY KEY,
+            host    TEXT             NOT NULL,
+            pid     BIGINT           NOT NULL,
+            started DOUBLE PRECISION NOT NULL,
+            beat    DOUBLE PRECISION NOT NULL
+        );
+        """
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: pg_advisory_xact_lock key that serialises migrations across hosts.
@@ -91,12 +108,17 @@ class PostgresStore(BaseStore):
         timeout: seconds to wait for a connection (and for a statement) before
             StoreUnavailable.
         pool_size: the most connections this process opens.
+        read_only: open only an existing habitat database: create no table and
+            apply no migration; raise NoDatabase when its tables are missing.
     """
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, timeout: float = 5.0, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 5.0, pool_size: int = 10, read_only: bool = False
+    ) -> None:
         self.url = url
+        self.read_only = read_only
         self.timeout = timeout
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
@@ -135,17 +157,49 @@ class PostgresStore(BaseStore):
         return self._pool
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+    def transaction(self, deadline: float | None = None) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection inside one transaction (committed on a clean exit).
 
+        Args:
+            deadline: time.monotonic() by which to give up; ``timeout`` seconds
+                from now by default. Bounds the wait for a connection, and each
+                statement's wait (see :meth:`bound`).
+
         Raises:
-            StoreUnavailable: no connection within the timeout, or it broke.
+            StoreUnavailable: no connection or lock before the deadline, or it broke.
         """
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         try:
-            with self._get_pool().connection() as conn, conn.transaction():
+            pool = self._get_pool()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(f"no database connection within {self.timeout} s")
+            with pool.connection(timeout=left) as conn, conn.transaction():
+                if self.read_only:
+                    conn.execute("SET TRANSACTION READ ONLY")
+                self.bound(conn, deadline)
                 yield conn
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    def bound(self, conn: psycopg.Connection[Any], deadline: float) -> None:
+        """Make the next statements of this transaction give up at ``deadline``
+        (time.monotonic): PostgreSQL's statement_timeout and lock_timeout, for
+        this transaction only, set to what is left.
+
+        Raises:
+            StoreUnavailable: the deadline has passed.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(f"the database was busy for over {self.timeout} s")
+        ms = str(max(1, int(left * 1000)))
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, true),"
+            " set_config('lock_timeout', %s, true)",
+            (ms, ms),
+        )
 
     def initialize(self, at_startup: bool = True) -> None:
         """Apply pending migrations (under an advisory lock shared by all hosts).
@@ -154,7 +208,13 @@ class PostgresStore(BaseStore):
             SchemaTooNew: the database was migrated by a newer habitat_http.
             MigrationNeeded: at start-up, a pending migration needs init-db.
             StoreUnavailable: the database cannot be reached within the timeout.
+            NoDatabase: opened read-only, and the habitat tables do not exist.
+            ConfigError: the URL is malformed.
         """
+        self._check_url()
+        if self.read_only:
+            self._check_existing()
+            return
         try:
             with (
                 psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout))) as conn,
@@ -172,8 +232,54 @@ class PostgresStore(BaseStore):
                 conn.execute(
                     "UPDATE habitat_schema SET version = %s", (max(version, SCHEMA_VERSION),)
                 )
+        except psycopg.ProgrammingError as exc:  # a malformed URL: waiting will not help
+            raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+
+    def _check_url(self) -> None:
+        """Parse the URL as libpq does, without connecting.
+
+        Raises:
+            ConfigError: it is malformed, or its port is not a number.
+        """
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
+        ports = str(params.get("port") or "").split(",")
+        if not all(p.strip().isdigit() for p in ports if p.strip()):
+            raise ConfigError(f"the database URL's port is not a number: {params['port']!r}")
+
+    def _check_existing(self) -> None:
+        """Check, creating nothing, that the habitat tables exist at this code's version.
+
+        Raises:
+            NoDatabase, SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        try:
+            with psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout))) as conn:
+                found = conn.execute("SELECT to_regclass('habitat_schema') IS NOT NULL").fetchone()
+                row = (
+                    conn.execute("SELECT version FROM habitat_schema").fetchone()
+                    if (found and found[0])
+                    else None
+                )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+        if row is None:
+            raise NoDatabase(f"no habitat database in {self!r}: the habitat tables do not exist")
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self!r} has schema version {version}, but this habitat_http knows only up"
+                f" to {SCHEMA_VERSION}; upgrade habitat_http."
+            )
+        if version < SCHEMA_VERSION:
+            raise MigrationNeeded(
+                f"{self!r} has schema version {version}, older than this habitat_http's"
+                f" {SCHEMA_VERSION}; run `habitat-http init-db` (or start the gateway) first."
+            )
 
     # -- Store protocol ------------------------------------------------------
 
@@ -191,7 +297,8 @@ class PostgresStore(BaseStore):
         fresh = plan_inserts(keys)
         inserted: dict[int, int] = {}
         original: dict[bytes, int] = {}
-        with self.transaction() as conn, conn.cursor() as cur:
+        deadline = time.monotonic() + self.timeout
+        with self.transaction(deadline) as conn, conn.cursor() as cur:
             # Ids follow the order of the messages; the rows go in in key order,
             # because two batches inserting the same new keys in different orders
             # would deadlock on the unique index. A retry leaves its id unused.
@@ -202,6 +309,7 @@ class PostgresStore(BaseStore):
             )
             ids = dict(zip(fresh, sorted(int(r[0]) for r in cur.fetchall()), strict=True))
             in_key_order = sorted(fresh, key=lambda pos: keys[pos] or b"")
+            self.bound(conn, deadline)  # the inserts may wait for locks
             cur.executemany(
                 _INSERT, [(ids[pos], *rows[pos]) for pos in in_key_order], returning=True
             )
@@ -285,6 +393,25 @@ class PostgresStore(BaseStore):
                 (sink, now, error, now),
             )
 
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """Record that a message server is alive; see the CheckpointStore protocol."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO server_heartbeats (server, host, pid, started, beat)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (server) DO UPDATE SET"
+                " host = excluded.host, pid = excluded.pid, started = excluded.started,"
+                " beat = excluded.beat",
+                heartbeat,
+            )
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every message server's last heartbeat, latest first."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT server, host, pid, started, beat FROM server_heartbeats ORDER BY beat DESC"
+            ).fetchall()
+        return [Heartbeat(s, h, int(p), float(st), float(b)) for s, h, p, st, b in rows]
+
     def wait_for_messages(self, timeout: float) -> None:
         """Block until a NOTIFY from a gateway's commit, or ``timeout`` seconds
         (the message server's idle wait). LISTEN/NOTIFY only wakes the server;
@@ -322,3 +449,4 @@ class PostgresStore(BaseStore):
             if self._listen is not None:
                 self._listen.close()
             self._pool, self._listen, self._pid = None, None, 0
+

@@ -8,6 +8,10 @@ Durability and concurrency choices, from SQLite's documentation:
   sqlite3 connection must not cross processes; a lock shares it between threads.
 - ``BEGIN IMMEDIATE`` takes the write lock at the start of a transaction, so a
   waiting writer honours ``busy_timeout`` instead of failing on lock upgrade.
+- One deadline per write (``timeout`` seconds from the call): the waits for this
+  process's write slot, for the cross-process ``flock`` and for SQLite's lock
+  (``busy_timeout``, set to what is left) all count against it, so a write
+  answers within ``timeout`` plus the commit itself.
 - Switching to WAL and creating the schema happen once per database under an
   exclusive ``flock`` on ``<db>.lock``: several gunicorn workers opening a
   new file at the same moment would otherwise fail with "database is locked"
@@ -23,14 +27,26 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from ..config import ConfigError
 from ..messages import Message, StoredMessage
-from . import Checkpoint, Position, Stored, StoreUnavailable, doorbell
+from . import (
+    Checkpoint,
+    Heartbeat,
+    NoDatabase,
+    Position,
+    SchemaTooNew,
+    Stored,
+    StoreError,
+    StoreUnavailable,
+    doorbell,
+)
 from .base import BaseStore
-from .migrations import Migration, pending
+from .migrations import Migration, MigrationNeeded, pending
 from .rows import COLUMNS, from_row, outcomes, plan_inserts, to_row
 
 #: Migrations in order; PRAGMA user_version holds how many have been applied.
@@ -63,6 +79,15 @@ MIGRATIONS: tuple[Migration, ...] = tuple(
     ALTER TABLE messages ADD COLUMN dedup_key BLOB;
     CREATE UNIQUE INDEX messages_dedup_key ON messages (dedup_key);
     """,
+        """
+    CREATE TABLE server_heartbeats (
+        server  TEXT    PRIMARY KEY,
+        host    TEXT    NOT NULL,
+        pid     INTEGER NOT NULL,
+        started REAL    NOT NULL,
+        beat    REAL    NOT NULL
+    );
+    """,
     )
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -75,10 +100,11 @@ _SELECT = f"SELECT id, {COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 class _Batch:
     """Rows waiting for a group commit, and what became of them."""
 
-    __slots__ = ("done", "error", "results", "rows")
+    __slots__ = ("deadline", "done", "error", "results", "rows")
 
-    def __init__(self, messages: list[Message]) -> None:
+    def __init__(self, messages: list[Message], deadline: float) -> None:
         self.rows = [to_row(m, _json_text) for m in messages]  # serialised before any lock
+        self.deadline = deadline  # time.monotonic() by which its caller must have an answer
         self.results: list[Stored] = []
         self.error: StoreUnavailable | None = None
         self.done = threading.Event()
@@ -100,12 +126,22 @@ class SQLiteStore(BaseStore):
             directory. Its directory must exist.
         synchronous: ``PRAGMA synchronous`` level (OFF, NORMAL, FULL, EXTRA).
         timeout: seconds a write waits for other writers before StoreUnavailable.
+        read_only: open only an existing habitat database, read-only: create no
+            file (not even ``<db>.lock``) and no schema; raise NoDatabase instead.
     """
 
     dialect = "sqlite"
 
-    def __init__(self, path: str, *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        timeout: float = 5.0,
+        read_only: bool = False,
+    ) -> None:
         self.path = path
+        self.read_only = read_only
         self.lock_path = path + ".lock"
         self.synchronous = synchronous
         self.timeout = timeout
@@ -125,32 +161,96 @@ class SQLiteStore(BaseStore):
 
     # -- connections ---------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, deadline: float) -> sqlite3.Connection:
         # Guarded by _db_lock, so one connection serves every thread of a process.
         conn = sqlite3.connect(
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        self._busy_until(conn, deadline)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         # Checkpoint every ~40 MB of WAL rather than 4 MB: hot pages (the tail of
         # the table, the dedup index) are copied back once instead of many times.
         conn.execute("PRAGMA wal_autocheckpoint = 10000")
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        """This process's connection; call with _db_lock held."""
+    def _busy_until(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """Have SQLite's busy handler give up at ``deadline`` (time.monotonic).
+
+        Raises:
+            StoreUnavailable: the deadline has passed already.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(f"the database was busy for over {self.timeout} s")
+        conn.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+
+    def _conn(self, deadline: float | None = None) -> sqlite3.Connection:
+        """This process's connection; call with _db_lock held. Opening it gives up
+        at ``deadline`` (time.monotonic; default ``timeout`` from now)."""
         if self._connection is not None and self._pid == os.getpid():
             return self._connection
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
         # New, or inherited across a fork: never reuse the parent's handles.
         self._connection, self._lock_file = None, None
-        self.initialize()
+        if self.read_only:
+            self._connection = self._open_existing()
+            self._pid = os.getpid()
+            return self._connection
+        self._initialize(at_startup=True, deadline=deadline)
         try:
             self._lock_file = open(self.lock_path, "ab")  # noqa: SIM115  kept for the process
-            self._connection = self._connect()
+            self._connection = self._connect(deadline)
         except (OSError, sqlite3.OperationalError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._pid = os.getpid()
         return self._connection
+
+    def _open_existing(self) -> sqlite3.Connection:
+        """A read-only connection to the habitat database at ``path``.
+
+        Raises:
+            NoDatabase: no file there, or one without the habitat schema.
+            SchemaTooNew, MigrationNeeded: its schema is not this code's.
+            StoreUnavailable: it cannot be read.
+        """
+        if not os.path.isfile(self.path):
+            raise NoDatabase(f"no habitat database at {self.path}: the file does not exist")
+        try:
+            conn = sqlite3.connect(
+                f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro",
+                uri=True,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {
+                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise NoDatabase(f"no habitat database at {self.path}: {exc}") from exc
+        problem: StoreError | None = None
+        if version == 0 or "messages" not in tables:
+            problem = NoDatabase(f"no habitat database at {self.path}: it has no habitat schema")
+        elif version > SCHEMA_VERSION:
+            problem = SchemaTooNew(
+                f"{self.path} has schema version {version}, but this habitat_http knows only"
+                f" up to {SCHEMA_VERSION}; upgrade habitat_http."
+            )
+        elif version < SCHEMA_VERSION:
+            problem = MigrationNeeded(
+                f"{self.path} has schema version {version}, older than this habitat_http's"
+                f" {SCHEMA_VERSION}; run `habitat-http init-db` (or start the gateway) first."
+            )
+        if problem is not None:
+            conn.close()
+            raise problem
+        return conn
 
     def _after_fork_in_child(self) -> None:
         # Locks held by other threads at the fork would never be released here, and
@@ -190,12 +290,25 @@ class SQLiteStore(BaseStore):
         Raises:
             SchemaTooNew: the file was migrated by a newer habitat_http.
             MigrationNeeded: at start-up, a pending migration needs init-db.
-            StoreUnavailable: the file cannot be opened or locked.
+            StoreUnavailable: the file cannot be opened or locked within ``timeout``.
+            NoDatabase: opened read-only, and there is no habitat database.
+            ConfigError: the file's directory does not exist.
         """
+        if self.read_only:
+            self._open_existing().close()
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise ConfigError(
+                f"cannot keep the database {self.path}: the directory {directory} does not exist"
+            )
+        self._initialize(at_startup, time.monotonic() + self.timeout)
+
+    def _initialize(self, at_startup: bool, deadline: float) -> None:
         try:
             with open(self.lock_path, "ab") as lock:
-                self._lock_within(lock, time.monotonic() + self.timeout)
-                conn = self._connect()
+                self._lock_within(lock, deadline)
+                conn = self._connect(deadline)
                 try:
                     if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         conn.execute("PRAGMA journal_mode = WAL")
@@ -234,10 +347,13 @@ class SQLiteStore(BaseStore):
         Raises:
             StoreUnavailable: nothing of ``messages`` was committed.
         """
-        batch = _Batch(messages)
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only")
+        deadline = time.monotonic() + self.timeout
+        batch = _Batch(messages, deadline)
         with self._queue_lock:
             self._pending.append(batch)
-        if self._db_lock.acquire(timeout=self.timeout):
+        if self._db_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             try:
                 if not batch.done.is_set():
                     self._commit_pending()
@@ -248,25 +364,29 @@ class SQLiteStore(BaseStore):
                 if batch in self._pending:
                     self._pending.remove(batch)
                     raise StoreUnavailable(f"no write slot within {self.timeout} s")
-            batch.done.wait()  # a leader already holds it in its transaction
+            # A leader holds it in its transaction, bounded by this batch's deadline.
+            batch.done.wait()
         if batch.error is not None:
             raise batch.error
         return batch.results
 
     @contextlib.contextmanager
     def _transaction(
-        self, before: Callable[[], None] | None = None
+        self, deadline: float, before: Callable[[], float] | None = None
     ) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE .. COMMIT under the cross-process write lock.
+        """BEGIN IMMEDIATE .. COMMIT under the cross-process write lock, given up
+        with StoreUnavailable at ``deadline`` (time.monotonic).
 
-        Call with _db_lock held. ``before`` runs once the lock is held, before BEGIN.
+        Call with _db_lock held. ``before`` runs once the flock is held, before
+        BEGIN, and returns the deadline to hold to from then on.
         """
-        conn = self._conn()
+        conn = self._conn(deadline)
         assert self._lock_file is not None
-        self._lock_within(self._lock_file, time.monotonic() + self.timeout)
+        self._lock_within(self._lock_file, deadline)
         try:
             if before is not None:
-                before()
+                deadline = before()
+            self._busy_until(conn, deadline)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -288,10 +408,13 @@ class SQLiteStore(BaseStore):
         Raises:
             StoreUnavailable: the database could not be locked or written.
         """
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only")
+        deadline = time.monotonic() + self.timeout
         if not self._db_lock.acquire(timeout=self.timeout):
             raise StoreUnavailable(f"no write slot within {self.timeout} s")
         try:
-            with self._transaction() as conn:
+            with self._transaction(deadline) as conn:
                 yield conn
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -305,9 +428,13 @@ class SQLiteStore(BaseStore):
         Raises:
             StoreUnavailable: the database could not be read.
         """
-        with self._db_lock:
+        deadline = time.monotonic() + self.timeout
+        if not self._db_lock.acquire(timeout=self.timeout):
+            raise StoreUnavailable(f"no read slot within {self.timeout} s")
+        try:
             try:
-                conn = self._conn()
+                conn = self._conn(deadline)
+                self._busy_until(conn, deadline)
                 conn.execute("BEGIN")
                 try:
                     yield conn
@@ -315,22 +442,36 @@ class SQLiteStore(BaseStore):
                     conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(str(exc)) from exc
+        finally:
+            self._db_lock.release()
 
     def _commit_pending(self) -> None:
         """Write every pending batch in one transaction; call with _db_lock held.
 
         The pending list is taken only once this process holds the write lock, so
         whatever queued while it waited for other processes joins this commit.
+        The transaction then holds to the earliest deadline among the batches;
+        batches already past theirs fail at once.
         """
         group: list[_Batch] = []
+        now = time.monotonic()
 
-        def take() -> None:
+        def take() -> float:
             nonlocal group
             with self._queue_lock:
-                group, self._pending = self._pending, []
+                taken, self._pending = self._pending, []
+            now = time.monotonic()
+            late = [b for b in taken if b.deadline <= now]
+            group = [b for b in taken if b.deadline > now]
+            for b in late:
+                b.error = StoreUnavailable(f"no write within {self.timeout} s")
+                b.done.set()
+            return min((b.deadline for b in group), default=now + self.timeout)
 
+        with self._queue_lock:
+            first = min((b.deadline for b in self._pending), default=now + self.timeout)
         try:
-            with self._transaction(take) as conn:
+            with self._transaction(first, take) as conn:
                 flat = _insert_all(conn, [row for b in group for row in b.rows])
                 results, start = [], 0
                 for b in group:
@@ -411,6 +552,23 @@ class SQLiteStore(BaseStore):
                 " last_error_time = excluded.last_error_time, failures = failures + 1",
                 (sink, now, error, now),
             )
+
+    def beat(self, heartbeat: Heartbeat) -> None:
+        """Record that a message server is alive; see the CheckpointStore protocol."""
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO server_heartbeats (server, host, pid, started, beat)"
+                " VALUES (?, ?, ?, ?, ?)",
+                heartbeat,
+            )
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Every message server's last heartbeat, latest first."""
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT server, host, pid, started, beat FROM server_heartbeats ORDER BY beat DESC"
+            ).fetchall()
+        return [Heartbeat(*row) for row in rows]
 
     def wait_for_messages(self, timeout: float) -> None:
         """Block until a gateway rings the doorbell after a commit, or ``timeout``
