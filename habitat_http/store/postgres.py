@@ -449,4 +449,3 @@ class PostgresStore(BaseStore):
             if self._listen is not None:
                 self._listen.close()
             self._pool, self._listen, self._pid = None, None, 0
-

@@ -47,6 +47,7 @@ from . import (
     doorbell,
 )
 from .base import BaseStore
+from .flock import FlockWaiter
 from .migrations import Migration, MigrationNeeded, pending
 from .rows import COLUMNS, from_row, outcomes, plan_inserts, to_row
 
@@ -124,9 +125,9 @@ class SQLiteStore(BaseStore):
     written in one transaction with one fsync, and each returns only after that
     commit. The thread that finds no commit in progress leads; the others wait
     for its result. Between processes, an ``flock`` on ``<db>.lock`` orders the
-    writers: a waiting writer polls it every 0.1 to 0.5 ms, much sooner than
-    SQLite's busy handler would retry, and gives up with StoreUnavailable after
-    ``timeout`` seconds.
+    writers: a waiting writer is woken the moment the lock is free
+    (store/flock.py), much sooner than SQLite's busy handler would retry, and
+    gives up with StoreUnavailable after ``timeout`` seconds.
 
     Args:
         path: the database file; relative paths are relative to the working
@@ -282,21 +283,13 @@ class SQLiteStore(BaseStore):
         """Take the cross-process lock on ``lock_file``, or raise StoreUnavailable at
         ``deadline`` (time.monotonic).
 
-        Polls with short, growing sleeps (0.1 to 0.5 ms): a blocking flock could
-        not time out.
+        A waiter is woken by the kernel as soon as the holder lets go
+        (store/flock.py), instead of polling.
         """
-        pause = 0.0001
-        while True:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreUnavailable(
-                        f"another process held the write lock for over {self.timeout} s"
-                    ) from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.0005)
+        if not _flock.acquire(lock_file.fileno(), deadline):
+            raise StoreUnavailable(
+                f"another process held the write lock for over {self.timeout} s"
+            ) from None
 
     def initialize(self, at_startup: bool = True) -> None:
         """Switch the file to WAL and apply pending migrations, once, across processes.
@@ -620,6 +613,8 @@ class SQLiteStore(BaseStore):
 
 
 _stores: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+#: This process's waiter for the cross-process write lock (one helper thread).
+_flock = FlockWaiter()
 
 
 def _reset_stores_after_fork() -> None:
