@@ -28,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import body, validator
 from .config import Config
+from .hotpath import HotPath
 from .messages import Accepted, FieldError, InvalidMessage, validate
 from .store import Store, StoreError, open_store
 
@@ -75,16 +76,19 @@ message and do not retry; 503 means retry later.
 """
 
 
+def _dumps(value: Any) -> str:
+    # ASCII escapes: an answer can always be encoded, whatever text it echoes.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
 def _json(
     payload: dict[str, Any], status: int, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
-    return Response(
-        # ASCII escapes: an answer can always be encoded, whatever text it echoes.
-        json.dumps(payload, ensure_ascii=True, separators=(",", ":")),
-        status=status,
-        headers=list(headers),
-        mimetype="application/json",
-    )
+    return _json_bytes(_dumps(payload).encode("ascii"), status, headers)
+
+
+def _json_bytes(data: bytes, status: int, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return Response(data, status=status, headers=list(headers), mimetype="application/json")
 
 
 def error_response(
@@ -127,12 +131,18 @@ class HabitatApp:
         clock: the server clock, seconds since the UNIX epoch.
         wsgi_app: the application without ProxyFix (for SCGI, where the front
             server sets REMOTE_ADDR).
+        hot_path: serves the common case of POST /message and /messages in plain
+            WSGI (hotpath.py); None when built with ``hot_path=False`` (tests
+            compare both paths).
     """
 
-    def __init__(self, config: Config, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, config: Config, store: Store, clock: Clock, *, hot_path: bool = True
+    ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
+        self.hot_path = HotPath(self) if hot_path else None
         self.url_map = Map(
             [
                 Rule("/", endpoint="info", methods=["GET"]),
@@ -159,36 +169,60 @@ class HabitatApp:
         store has committed. Errors are mapped by :meth:`dispatch_request`.
         """
         received = body.read_message(request, self.config.max_body)
-        settings = self._settings(request)
+        settings = self.settings(request.remote_addr)
         if isinstance(received, bytes):
             accepted = validator.message(received, settings)
         else:
             accepted = self._validate(received, settings)
-        stored = self.store.put(accepted.message)
-        # Nothing after the commit may fail: the ignored keys are checked, encodable text.
-        return _json(
-            {
-                "ok": True,
-                "id": stored.id,
-                "duplicate": stored.duplicate,
-                "ignored": accepted.ignored,
-            },
-            200,
-        )
+        return _json_bytes(self.store_one(accepted), 200)
 
     def on_messages(self, request: Request) -> Response:
-        """POST /messages: a JSON array of up to 1000 messages, each checked alone.
+        """POST /messages: a JSON array of up to 1000 messages, each checked alone;
+        see :meth:`store_batch`."""
+        raw = body.read_batch(request, self.config.max_batch_body)
+        answer = self.store_batch(raw, self.settings(request.remote_addr))
+        return answer if isinstance(answer, Response) else _json_bytes(answer, 200)
+
+    # -- what both request paths share (the hot path is in hotpath.py) ---------
+
+    def store_one(self, accepted: Accepted) -> bytes:
+        """Durably store one accepted message; the 200 answer's body.
+
+        Returns:
+            ``{"ok": true, "id": ..., "duplicate": ..., "ignored": [...]}`` as
+            compact ASCII JSON, once the store has committed.
+
+        Raises:
+            StoreError: nothing was stored (503).
+        """
+        stored = self.store.put(accepted.message)
+        # Nothing after the commit may fail: the ignored keys are checked, encodable text.
+        ignored = _dumps(accepted.ignored) if accepted.ignored else "[]"
+        duplicate = "true" if stored.duplicate else "false"
+        return (
+            f'{{"ok":true,"id":{stored.id},"duplicate":{duplicate},"ignored":{ignored}}}'.encode()
+        )
+
+    def store_batch(self, raw: bytes, settings: validator.Settings) -> bytes | Response:
+        """Validate a POST /messages body and durably store its valid items.
 
         Valid items are stored (in one transaction) even when others are
-        rejected; retries of stored messages come back as duplicates. Answers
-        ``{"ok", "accepted", "duplicates", "rejected", "results": [{"index",
-        "status", "id"?, "ignored"?, "error"?, "field"?, "errors"?}]}``: 200, or
-        400 when every item was rejected, then with the keys of every error body
-        (:func:`error_response`) too. A rejected item's ``errors`` lists all its
-        problems; ``field`` and ``error`` are the first.
+        rejected; retries of stored messages come back as duplicates.
+
+        Returns:
+            The 200 answer's body, ``{"ok", "accepted", "duplicates", "rejected",
+            "results": [{"index", "status", "id"?, "ignored"?, "error"?, "field"?,
+            "errors"?}]}``; or the 400 Response when every item was rejected, with
+            the keys of every error body (:func:`error_response`) too. A rejected
+            item's ``errors`` lists all its problems; ``field`` and ``error`` are
+            the first.
+
+        Raises:
+            InvalidMessage: the body is not a non-empty JSON array (400).
+            RequestEntityTooLarge: more than HABITAT_MAX_BATCH_ITEMS items (413).
+            StoreError: nothing was stored (503).
         """
-        raw = body.read_batch(request, self.config.max_batch_body)
-        items = validator.batch(raw, self._settings(request), self.config.max_batch_items)
+        items = validator.batch(raw, settings, self.config.max_batch_items)
         results: list[dict[str, Any]] = []
         valid: list[tuple[dict[str, Any], Accepted]] = []
         for index, item in enumerate(items):
@@ -225,12 +259,13 @@ class HabitatApp:
             return error_response(
                 400, "Every message in the batch was rejected; each result says why.", **payload
             )
-        return _json({"ok": True, **payload}, 200)
+        return _dumps({"ok": True, **payload}).encode("ascii")
 
-    def _settings(self, request: Request) -> validator.Settings:
+    def settings(self, ip: str | None) -> validator.Settings:
+        """What the validator needs for a request from ``ip`` received now."""
         return validator.Settings(
             now=self.clock(),
-            ip=request.remote_addr,
+            ip=ip,
             blocked_callsigns=self.config.blocked_callsigns,
             future_tolerance=self.config.future_tolerance,
         )
@@ -266,20 +301,25 @@ class HabitatApp:
             endpoint, values = adapter.match()
             handler: Callable[..., Response] = getattr(self, f"on_{endpoint}")
             return handler(request, **values)
-        except InvalidMessage as exc:
+        except Exception as exc:  # noqa: BLE001  every error is answered, see error_answer
+            return self.error_answer(exc, request)
+
+    def error_answer(self, exc: Exception, request: Request) -> Response:
+        """The answer to an exception raised while serving ``request``, on either
+        path; see :meth:`dispatch_request` for the mapping."""
+        if isinstance(exc, InvalidMessage):
             return error_response(400, exc.errors)
-        except StoreError:
-            log.error("store unavailable", exc_info=True)
+        if isinstance(exc, StoreError):
+            log.error("store unavailable", exc_info=exc)
             return error_response(
                 503,
                 "The message store is unavailable; nothing was stored, retry later.",
                 headers=[("Retry-After", str(RETRY_AFTER))],
             )
-        except HTTPException as exc:
+        if isinstance(exc, HTTPException):
             return self._http_error(request, exc)
-        except Exception:
-            log.exception("unhandled error for %s %s", request.method, request.path)
-            return error_response(500, "Internal error in habitat_http.")
+        log.error("unhandled error for %s %s", request.method, request.path, exc_info=exc)
+        return error_response(500, "Internal error in habitat_http.")
 
     def _http_error(self, request: Request, exc: HTTPException) -> Response:
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
@@ -302,7 +342,12 @@ class HabitatApp:
         return error_response(exc.code or 500, error, headers=headers, **extra)
 
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI entry point without ProxyFix (PEP 3333)."""
+        """The WSGI entry point without ProxyFix (PEP 3333): the hot path
+        (hotpath.py) when it takes the request, else werkzeug."""
+        if self.hot_path is not None:
+            answer = self.hot_path(environ, start_response)
+            if answer is not None:
+                return answer
         request = Request(environ)
         response = self.dispatch_request(request)
         if response.status_code >= 400:

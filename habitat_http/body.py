@@ -18,8 +18,10 @@ too.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 from gunicorn.http.errors import ParseException
@@ -89,8 +91,37 @@ def read_body(request: Request, max_body: int) -> bytes:
 
 def _read_input(request: Request) -> bytes:
     """Read the body from ``wsgi.input``, turning broken framing into a 400 or 408."""
-    try:
+    with _framing_errors():
         return request.get_data(cache=False)
+
+
+def read_exactly(stream: IO[bytes], length: int) -> bytes:
+    """Exactly ``length`` bytes of a body from a WSGI input stream (the hot path,
+    app.py), with the errors of :func:`read_body`.
+
+    Raises:
+        RequestTimeout: the server's read timeout passed while reading (408).
+        InvalidMessage: the body ended before ``length`` bytes, or its framing is
+            broken (400).
+    """
+    with _framing_errors():
+        data = stream.read(length)
+    if len(data) != length:
+        raise _ended_early()
+    return data
+
+
+def _ended_early() -> InvalidMessage:
+    return InvalidMessage.one(
+        None, "The request framing is broken: the body ended before its declared end."
+    )
+
+
+@contextlib.contextmanager
+def _framing_errors() -> Iterator[None]:
+    """Errors while reading a body become 400 (broken framing) or 408 (too slow)."""
+    try:
+        yield
     except ParseException as exc:
         # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
         # or a malformed trailer (RFC 9112 section 7.1).
@@ -105,9 +136,7 @@ def _read_input(request: Request) -> bytes:
             raise RequestTimeout("The body did not arrive in time; send it again.") from None
         # The body stopped before its declared length or last chunk (gunicorn's
         # NoMoreData), or the connection broke while it was read.
-        raise InvalidMessage.one(
-            None, "The request framing is broken: the body ended before its declared end."
-        ) from None
+        raise _ended_early() from None
 
 
 def drain(request: Request, limit: int = DRAIN_LIMIT) -> None:
