@@ -5,7 +5,9 @@ RECEIVED_TELEM uploads from 237 listeners, up to 28 receivers for one string),
 with a LISTENER_INFO and a LISTENER_TELEM from each listener every so often. Then
 the message server delivers everything, in one run:
   (a) to a sink that does nothing (the baseline: reading and checkpointing);
-  (b) to the archive sink, merging receivers into payload_telemetry documents.
+  (b) to the archive sink, merging receivers into payload_telemetry documents;
+  (c) to the parser sink, with the 35 flights' payload_configurations, storing
+      one TELEM per distinct string (the archive's merge of those is not timed).
 
     python bench/archive.py [--sentences N] [--batch-size 500]
 """
@@ -33,10 +35,13 @@ from habitat_http.messages import (
     Message,
     StoredMessage,
 )
+from habitat_http.parser.documents import ConfigurationDocuments
 from habitat_http.server import MessageServer, load_sinks
 from habitat_http.sinks import SinkContext
 from habitat_http.store import START
 from habitat_http.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class NullSink:
@@ -97,6 +102,16 @@ def uploads(limit: int | None) -> list[Message]:
     return out
 
 
+def add_configurations(db: Path) -> None:
+    """Store the 35 flights' payload_configurations of tests/data in ``db``."""
+    store = SQLiteStore(str(db))
+    documents = ConfigurationDocuments(store)
+    documents.initialize()
+    for path in sorted((ROOT / "tests/data/payload_configurations").glob("*.json")):
+        documents.add(json.loads(path.read_text()), time.time())
+    store.close()
+
+
 def run(db: Path, use: str, batch_size: int) -> tuple[int, float]:
     store = SQLiteStore(str(db))
     config = ServerConfig(sinks=(SinkSpec("bench", use),), batch_size=batch_size)
@@ -126,9 +141,15 @@ def main() -> None:
             store.put_many(messages[i : i + 5000])
         store.close()
         results = {}
-        for name, use in (("null sink", "bench.archive:NullSink"), ("archive sink", "archive")):
+        for name, use in (
+            ("null sink", "bench.archive:NullSink"),
+            ("archive sink", "archive"),
+            ("parser sink", "parser"),
+        ):
             db = Path(tmp) / f"{name.split()[0]}.db"
             shutil.copy(source, db)
+            if use == "parser":
+                add_configurations(db)
             results[name] = run(db, use, args.batch_size)
     telem = sum(m.type == RECEIVED_TELEM for m in messages)
     strings = len({m.data["string"] for m in messages if m.type == RECEIVED_TELEM})
@@ -141,6 +162,8 @@ def main() -> None:
     null_rate = results["null sink"][0] / results["null sink"][1]
     archive_rate = results["archive sink"][0] / results["archive sink"][1]
     print(f"ratio archive / null sink: {archive_rate / null_rate:.2f}")
+    parser_rate = results["parser sink"][0] / results["parser sink"][1]
+    print(f"ratio parser / null sink: {parser_rate / null_rate:.2f}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ hold every thread, and other clients wait for as long as they trickle.
 
 import multiprocessing
 
+from habitat_http.config import multiprocess_metrics_dir
+
+# Before anything imports prometheus_client: /metrics adds up every worker's
+# counts through PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory unless set).
+multiprocess_metrics_dir()
+
 wsgi_app = "wsgi:app"
 bind = ["127.0.0.1:8000"]
 
@@ -25,17 +31,21 @@ threads = 8
 
 # A worker whose main loop is silent for 30 s is restarted. (With gthread this
 # watches the worker's event loop, not single requests; a write waits at most
-# HABITAT_DB_TIMEOUT for the database before answering 503.)
+# HABITAT_DB_TIMEOUT for the database before answering 504.)
 timeout = 30
 # In-flight requests get this long to finish on SIGTERM; a systemd unit's
 # TimeoutStopSec must be longer than this.
 graceful_timeout = 20
 keepalive = 5
 
-accesslog = "-"
+# The gateway writes one JSON line per request on the habitat_http.access logger
+# (stdout), with its phases and the reason of any rejection; gunicorn's own access
+# log would repeat each request. Set accesslog = "-" to have both.
+accesslog = None
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 
-# Reach the database before serving: a worker that cannot fails to boot, and
-# gunicorn stops with the reason in its log.
+# Check the database before serving: what waiting cannot fix (a bad URL, a newer
+# schema) stops the worker; a locked or unreachable database is logged, and the
+# worker answers 503 until it is back.
+from habitat_http.ops.hooks import child_exit  # noqa: E402, F401
 from habitat_http.serve import check_store as post_worker_init  # noqa: E402, F401

@@ -34,6 +34,7 @@ from werkzeug.exceptions import (
 from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
+from .ops.phases import Phases
 from .strictjson import loads
 
 JSON_TYPE = "application/json"
@@ -113,7 +114,7 @@ def read_exactly(stream: IO[bytes], length: int) -> bytes:
 
 def _ended_early() -> InvalidMessage:
     return InvalidMessage.one(
-        None, "The request framing is broken: the body ended before its declared end."
+        None, "The request framing is broken: the body ended before its declared end.", "framing"
     )
 
 
@@ -126,7 +127,9 @@ def _framing_errors() -> Iterator[None]:
         # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
         # or a malformed trailer (RFC 9112 section 7.1).
         detail = str(exc)[:120]
-        raise InvalidMessage.one(None, f"The request framing is broken: {detail}.") from None
+        raise InvalidMessage.one(
+            None, f"The request framing is broken: {detail}.", "framing"
+        ) from None
     except (OSError, ClientDisconnected) as exc:
         # werkzeug turns an OSError from the stream into ClientDisconnected.
         cause = exc if isinstance(exc, OSError) else exc.__context__
@@ -170,15 +173,19 @@ def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
         try:
             out += engine.decompress(data, limit + 1 - len(out))
         except zlib.error as exc:
-            raise InvalidMessage.one(None, f"The {coding} body is corrupt ({exc}).") from None
+            raise InvalidMessage.one(
+                None, f"The {coding} body is corrupt ({exc}).", "encoding"
+            ) from None
         if len(out) > limit or engine.unconsumed_tail:
             raise RequestEntityTooLarge()
         if not engine.eof:
-            raise InvalidMessage.one(None, f"The {coding} body is truncated.")
+            raise InvalidMessage.one(None, f"The {coding} body is truncated.", "encoding")
         data = engine.unused_data
         if not data or wbits != 16 + zlib.MAX_WBITS:
             if data:
-                raise InvalidMessage.one(None, f"The {coding} body has data after its end.")
+                raise InvalidMessage.one(
+                    None, f"The {coding} body has data after its end.", "encoding"
+                )
             return bytes(out)
         # gzip allows several members one after another (RFC 1952 section 2.2).
 
@@ -213,23 +220,30 @@ def _form_fields(raw: bytes) -> dict[str, Any]:
         try:
             name = name_bytes.encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidMessage.one(None, "A form field name must be UTF-8 text.") from None
+            raise InvalidMessage.one(
+                None, "A form field name must be UTF-8 text.", "utf8"
+            ) from None
         try:
             value = value_bytes.encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidMessage.one(name, f"{name} must be UTF-8 text.") from None
+            raise InvalidMessage.one(name, f"{name} must be UTF-8 text.", "utf8") from None
         if name in fields:
-            raise InvalidMessage.one(name, f"{name} is given twice; send each field once.")
+            raise InvalidMessage.one(
+                name, f"{name} is given twice; send each field once.", "duplicate_key"
+            )
         fields[name] = value
     return fields
 
 
-def read_message(request: Request, max_body: int) -> bytes | dict[str, Any]:
+def read_message(
+    request: Request, max_body: int, phases: Phases | None = None
+) -> bytes | dict[str, Any]:
     """The body of a POST /message: JSON bytes, or the fields of a form.
 
     Args:
         request: the werkzeug request.
         max_body: the largest body accepted, in bytes (HABITAT_MAX_BODY).
+        phases: where to end the ``read`` phase once the body is read.
 
     Returns:
         The decompressed bytes of a JSON body, for :func:`habitat_http.validator.message`;
@@ -247,6 +261,8 @@ def read_message(request: Request, max_body: int) -> bytes | dict[str, Any]:
     """
     is_json = _content_type(request, allow_form=True)
     raw = read_body(request, max_body)
+    if phases is not None:
+        phases.end("read")
     if is_json:
         return raw
     fields = _form_fields(raw)
@@ -260,9 +276,14 @@ def read_message(request: Request, max_body: int) -> bytes | dict[str, Any]:
     return fields
 
 
-def read_batch(request: Request, max_body: int) -> bytes:
+def read_batch(request: Request, max_body: int, phases: Phases | None = None) -> bytes:
     """The decompressed bytes of a POST /messages body, for
     :func:`habitat_http.validator.batch`.
+
+    Args:
+        request: the werkzeug request.
+        max_body: the largest body accepted, in bytes (HABITAT_MAX_BATCH_BODY).
+        phases: where to end the ``read`` phase once the body is read.
 
     Raises:
         UnsupportedMediaType: not JSON, or an unknown Content-Encoding (415).
@@ -270,4 +291,7 @@ def read_batch(request: Request, max_body: int) -> bytes:
         InvalidMessage: the framing is broken, or the compressed data is corrupt (400).
     """
     _content_type(request, allow_form=False)
-    return read_body(request, max_body)
+    raw = read_body(request, max_body)
+    if phases is not None:
+        phases.end("read")
+    return raw

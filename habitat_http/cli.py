@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import click
 
@@ -224,7 +224,7 @@ def _load_sinks(server_config: ServerConfig, url: str) -> None:
     "config_file",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="TOML file naming the sinks; default: the archive sink alone.",
+    help="TOML file naming the sinks; default: the archive and parser sinks.",
 )
 def server(db_url: str | None, config_file: str | None) -> None:
     """Run the message server: deliver stored messages to the sinks, until SIGTERM.
@@ -281,6 +281,8 @@ def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
     """Show when each message server was last alive (DOWN when its heartbeat is
     stale), and each sink's checkpoint, lag (messages and seconds) and last error.
 
+    Exits 0 when a message server is alive and no sink is failing, and 1 otherwise
+    (or when the database cannot be read), so that cron or a monitor can use it.
     Reads only: creates no database.
     """
     import time
@@ -300,10 +302,19 @@ def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
             store.close()
     except (ConfigError, StoreError) as exc:
         raise _failure(exc, db) from exc
+    problems = [] if any(b["alive"] for b in beats) else ["no message server is alive"]
+    problems += [f"sink {r['sink']} is failing" for r in rows if r["failures"]]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
-        return
+    else:
+        _print_status(beats, rows)
+    if problems:
+        click.echo(f"unhealthy: {'; '.join(problems)}", err=True)
+        sys.exit(1)
+
+
+def _print_status(beats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
     if not beats:
         click.echo("message server: DOWN, never seen (no heartbeat in this database)")
     for beat in beats:
@@ -373,7 +384,7 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
     "config_file",
     metavar="FILE",
     type=click.Path(dir_okay=False),
-    help="Message server config (sinks); default: the archive sink alone.",
+    help="Message server config (sinks); default: the archive and parser sinks.",
 )
 @click.option(
     "--no-server", is_flag=True, help="Serve the gateway alone, without the message server."
@@ -403,6 +414,12 @@ def serve(
     database that is busy or down at start only gets 503s until it is back.
     """
     import logging
+
+    from .config import multiprocess_metrics_dir
+
+    # Before prometheus_client is imported (by the app, below): the workers add up
+    # their metrics through this directory, and the settings read below name it.
+    multiprocess_metrics_dir()
 
     from . import serve as pipeline
     from .sinks import SinkLoadError
@@ -434,6 +451,7 @@ def init_db(db_url: str | None) -> None:
         store = _open(db)
         store.initialize(at_startup=False)
         open_archive(store).initialize(at_startup=False)
+        ConfigurationDocuments(store).initialize(at_startup=False)
         store.close()
     except (ConfigError, StoreError) as exc:
         raise _failure(exc, db) from exc
@@ -441,5 +459,9 @@ def init_db(db_url: str | None) -> None:
 
 
 from .client.command import upload  # noqa: E402
+from .parser.commands import parse, payloads, reparse  # noqa: E402
+from .parser.documents import ConfigurationDocuments  # noqa: E402
 
 main.add_command(upload)
+for _command in (payloads, parse, reparse):
+    main.add_command(_command)

@@ -7,8 +7,9 @@ This is the only module that reads the environment. Everything else receives a
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,14 @@ class Config:
             dropped; also bounds a graceful shutdown (``HABITAT_SCGI_TIMEOUT``).
         scgi_prefix: URL path the front server mounts the SCGI app at, e.g.
             ``/habitat`` (``HABITAT_SCGI_PREFIX``); empty for the root.
+        metrics: whether ``GET /metrics`` serves Prometheus metrics
+            (``HABITAT_METRICS``, on by default; off gives 404 and counts nothing).
+        access_log: whether each request writes its JSON line on the
+            ``habitat_http.access`` logger (``HABITAT_ACCESS_LOG``, on by default).
+        ready_timeout: seconds ``GET /ready`` waits for the store's answer
+            (``HABITAT_READY_TIMEOUT``).
+        prometheus_multiproc_dir: prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``,
+            set when several gunicorn workers share their metrics; None otherwise.
     """
 
     db_url: str = DEFAULT_DB_URL
@@ -65,6 +74,10 @@ class Config:
     future_tolerance: float = 60.0
     scgi_timeout: float = 5.0
     scgi_prefix: str = ""
+    metrics: bool = True
+    access_log: bool = True
+    ready_timeout: float = 1.0
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -98,7 +111,39 @@ class Config:
             db_timeout=_float(env, "HABITAT_DB_TIMEOUT", defaults.db_timeout),
             scgi_timeout=_float(env, "HABITAT_SCGI_TIMEOUT", defaults.scgi_timeout),
             scgi_prefix=_prefix(env.get("HABITAT_SCGI_PREFIX", defaults.scgi_prefix)),
+            metrics=_switch(env, "HABITAT_METRICS", defaults.metrics),
+            access_log=_switch(env, "HABITAT_ACCESS_LOG", defaults.access_log),
+            ready_timeout=_float(env, "HABITAT_READY_TIMEOUT", defaults.ready_timeout),
+            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )
+
+
+def multiprocess_metrics_dir(environ: MutableMapping[str, str] | None = None) -> str:
+    """Make prometheus_client's multiprocess mode ready for gunicorn's workers.
+
+    Uses ``PROMETHEUS_MULTIPROC_DIR`` when set, emptied of an earlier run's files
+    (prometheus_client's documented rule), or else a new temporary directory,
+    which it sets in ``environ`` for the workers to inherit. Call it in gunicorn's
+    master before anything imports prometheus_client: the library picks its
+    multiprocess mode at import.
+
+    Args:
+        environ: the environment to read and set; ``os.environ`` when None.
+
+    Returns:
+        The directory.
+    """
+    env = os.environ if environ is None else environ
+    path = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+    else:
+        path = tempfile.mkdtemp(prefix="habitat-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -125,6 +170,18 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be a positive number of seconds, not {raw!r}.")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {raw!r}.")
 
 
 def _prefix(raw: str) -> str:
@@ -154,7 +211,8 @@ class ServerConfig:
     """Settings of the message server (``habitat-http server --config FILE``).
 
     Attributes:
-        sinks: the sinks to load; the archive sink alone by default.
+        sinks: the sinks to load; by default the archive and the parser (which
+            turns RECEIVED_TELEM into TELEM, which the archive merges).
         batch_size: messages read and delivered at once.
         poll_interval: seconds between looks for new messages when idle.
         retry_initial: seconds before the first retry of a failing sink; doubled
@@ -162,7 +220,7 @@ class ServerConfig:
         retry_max: the longest wait between retries, in seconds.
     """
 
-    sinks: tuple[SinkSpec, ...] = (SinkSpec("archive", "archive"),)
+    sinks: tuple[SinkSpec, ...] = (SinkSpec("archive", "archive"), SinkSpec("parser", "parser"))
     batch_size: int = 500
     poll_interval: float = 0.2
     retry_initial: float = 0.5

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
@@ -101,10 +101,13 @@ class StoredMessage(Message):
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """One thing wrong with a message: the dotted ``field`` and a one-sentence ``error``."""
+    """One thing wrong with a message: the dotted ``field``, a one-sentence
+    ``error``, and ``kind``, a short error type for counting (pydantic's error
+    type such as ``number_range``, or ``json``, ``framing``...; never client text)."""
 
     field: str | None
     error: str
+    kind: str = "invalid"
 
     def as_json(self) -> dict[str, str | None]:
         """The ``{"field": ..., "error": ...}`` object sent to clients."""
@@ -116,16 +119,22 @@ class InvalidMessage(Exception):
 
     Attributes:
         errors: every problem found, first one first; never empty.
+        callsign_hint: the callsign as posted (client text, at most 32
+            characters), for the access log; None when unknown.
+        type_hint: the posted type when it is one of the types (a bounded
+            label for metrics); None otherwise.
     """
 
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__(errors[0].error)
         self.errors = errors
+        self.callsign_hint: str | None = None
+        self.type_hint: str | None = None
 
     @classmethod
-    def one(cls, field: str | None, error: str) -> InvalidMessage:
-        """An InvalidMessage with a single problem."""
-        return cls([FieldError(field, error)])
+    def one(cls, field: str | None, error: str, kind: str = "invalid") -> InvalidMessage:
+        """An InvalidMessage with a single problem (``kind``: see :class:`FieldError`)."""
+        return cls([FieldError(field, error, kind)])
 
     @property
     def first(self) -> FieldError:
@@ -135,10 +144,12 @@ class InvalidMessage(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A valid message and the keys of its ``data`` that were dropped (sorted)."""
+    """A valid message, the keys of its ``data`` that were dropped (sorted), and
+    its callsign as posted (before upper-casing, for the access log)."""
 
     message: Message
     ignored: list[str] = field(default_factory=list)
+    posted_callsign: str | None = None
 
 
 # --- value validators (pydantic PlainValidator / AfterValidator functions) ---
@@ -177,8 +188,18 @@ def _timestamp(value: Any) -> float:
 
 
 def _callsign(value: str, info: ValidationInfo) -> str:
+    """Callsign rule (see :func:`check_callsign`), with the blocked callsigns from
+    the validation context."""
+    return check_callsign(value, info.context.get("blocked", ()) if info.context else ())
+
+
+def check_callsign(value: str, blocked: Collection[str] = ()) -> str:
     """Callsign rule: 1 to :data:`MAX_CALLSIGN` of A-Z a-z 0-9 / _ -, one letter or
-    digit; upper-cased."""
+    digit; upper-cased. Upper-cased callsigns in ``blocked`` are refused.
+
+    Raises:
+        PydanticCustomError: the rule is broken (a 400 naming ``callsign``).
+    """
     if not _CALLSIGN_RE.fullmatch(value):
         raise PydanticCustomError(
             "callsign_pattern",
@@ -188,7 +209,6 @@ def _callsign(value: str, info: ValidationInfo) -> str:
     if not _HAS_ALNUM_RE.search(value):
         raise PydanticCustomError("callsign_pattern", "must contain at least one letter or digit")
     callsign = value.upper()
-    blocked = info.context.get("blocked", ()) if info.context else ()
     if callsign in blocked:
         raise PydanticCustomError(
             "callsign_blocked",
@@ -370,7 +390,7 @@ def _field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
         path = ".".join([prefix, *(str(p) for p in err["loc"])] if prefix else map(str, err["loc"]))
         template = _BUILTIN_ERRORS.get(err["type"])
         text = template.format(**err.get("ctx", {})) if template else err["msg"]
-        errors.append(FieldError(path, f"{path} {text}."))
+        errors.append(FieldError(path, f"{path} {text}.", err["type"]))
     return errors
 
 
@@ -442,7 +462,7 @@ def validate(
         time_received=now,
         dedup_key=dedup_key(env.callsign, env.type, env.time_created, stored_data, env.message_id),
     )
-    return Accepted(message, ignored)
+    return Accepted(message, ignored, fields["callsign"])
 
 
 def dedup_key(

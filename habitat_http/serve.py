@@ -36,6 +36,7 @@ from gunicorn.app.base import BaseApplication
 
 from .app import HabitatApp, create_app
 from .config import Config
+from .ops.hooks import child_exit
 from .store import prepare
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ GUNICORN_DEFAULTS: dict[str, Any] = {
     "timeout": 30,
     "graceful_timeout": 20,
     "keepalive": 5,
-    "accesslog": "-",
+    "accesslog": None,  # the gateway's own JSON access line replaces gunicorn's
     "errorlog": "-",
 }
 
@@ -236,6 +237,7 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("post_worker_init", check_store)
+        self.cfg.set("child_exit", child_exit)
         if self.supervisor is not None:
             supervisor = self.supervisor
             self.cfg.set("when_ready", lambda arbiter: supervisor.start())

@@ -130,11 +130,13 @@ def first_problem(value: Any, field: str | None = None) -> FieldError | None:
         if isinstance(item, _LongInteger):
             where = path or "A number"
             return FieldError(
-                path, f"{where} is a number too long to read; send at most {MAX_INT_DIGITS} digits."
+                path,
+                f"{where} is a number too long to read; send at most {MAX_INT_DIGITS} digits.",
+                "number_too_long",
             )
         if isinstance(item, _DuplicateKeys):
             key = _join(path, item.duplicate)
-            return FieldError(key, f"{key} is given twice; send each key once.")
+            return FieldError(key, f"{key} is given twice; send each key once.", "duplicate_key")
         if isinstance(item, dict):
             stack.extend((_join(path, k), v) for k, v in reversed(item.items()))
         elif isinstance(item, list):

@@ -54,6 +54,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import messages as m
@@ -109,7 +110,7 @@ class _Message(BaseModel):
 
     model_config = _ALLOW
 
-    callsign: Annotated[str, AfterValidator(m._callsign)]
+    callsign: str  # checked in _accept, which keeps the posted text for the access log
     time_created: m.Timestamp
     time_uploaded: m.Timestamp
     message_id: Annotated[str, AfterValidator(m._message_id)] | None = None
@@ -189,6 +190,10 @@ def _accept(msg: _Message, settings: Settings) -> m.Accepted:
     """The Accepted of a message the fast way validated (as messages.validate builds it)."""
     if msg.time_created - msg.time_uploaded > settings.future_tolerance:
         raise _Exact
+    try:
+        callsign = m.check_callsign(msg.callsign, settings.blocked_callsigns)
+    except PydanticCustomError:
+        raise _Exact from None
     data = msg.data  # type: ignore[attr-defined]
     stored = {k: v for k in _FIELDS[type(data)] if (v := getattr(data, k)) is not None}
     if isinstance(time := stored.get("time"), _TimeFromText):
@@ -196,17 +201,17 @@ def _accept(msg: _Message, settings: Settings) -> m.Accepted:
     created, uploaded = m.clock_correct(msg.time_created, msg.time_uploaded, settings.now)
     type_: str = msg.type  # type: ignore[attr-defined]
     message = m.Message(
-        callsign=msg.callsign,
+        callsign=callsign,
         type=type_,
         time_created=created,
         time_uploaded=uploaded,
         data=stored,
         ip=settings.ip,
         time_received=settings.now,
-        dedup_key=m.dedup_key(msg.callsign, type_, msg.time_created, stored, msg.message_id),
+        dedup_key=m.dedup_key(callsign, type_, msg.time_created, stored, msg.message_id),
     )
     extra = data.__pydantic_extra__
-    return m.Accepted(message, sorted(extra) if extra else [])
+    return m.Accepted(message, sorted(extra) if extra else [], msg.callsign)
 
 
 class _Exact(Exception):
@@ -217,21 +222,37 @@ def _context(settings: Settings) -> dict[str, Any]:
     return {"blocked": settings.blocked_callsigns}
 
 
-def _exact_fields(fields: Any, settings: Settings) -> m.Accepted:
-    if not isinstance(fields, dict):
+def fields(fields: dict[str, Any], settings: Settings) -> m.Accepted:
+    """Validate one message given as decoded fields (a form, or the exact way).
+
+    Raises:
+        InvalidMessage: a rule is broken (400); it carries the posted callsign and
+            type as hints for the access log and metrics.
+    """
+    try:
+        return m.validate(
+            fields,
+            now=settings.now,
+            ip=settings.ip,
+            blocked_callsigns=settings.blocked_callsigns,
+            future_tolerance=settings.future_tolerance,
+        )
+    except m.InvalidMessage as exc:
+        callsign, type_ = fields.get("callsign"), fields.get("type")
+        exc.callsign_hint = callsign[:32] if isinstance(callsign, str) else None
+        exc.type_hint = type_ if isinstance(type_, str) and type_ in m.DATA_MODELS else None
+        raise
+
+
+def _exact_fields(value: Any, settings: Settings) -> m.Accepted:
+    if not isinstance(value, dict):
         raise m.InvalidMessage.one(None, "The body must be a JSON object holding one message.")
-    return m.validate(
-        fields,
-        now=settings.now,
-        ip=settings.ip,
-        blocked_callsigns=settings.blocked_callsigns,
-        future_tolerance=settings.future_tolerance,
-    )
+    return fields(value, settings)
 
 
 def not_json(exc: ValueError) -> m.InvalidMessage:
     """The 400 for a body that is not (strict) JSON."""
-    return m.InvalidMessage.one(None, f"The body is not valid JSON: {exc}.")
+    return m.InvalidMessage.one(None, f"The body is not valid JSON: {exc}.", "json")
 
 
 def message(raw: bytes, settings: Settings) -> m.Accepted:
@@ -256,10 +277,10 @@ def message(raw: bytes, settings: Settings) -> m.Accepted:
         except (ValidationError, _Exact):
             pass
     try:
-        fields = loads(raw)
+        value = loads(raw)
     except ValueError as exc:
         raise not_json(exc) from None
-    return _exact_fields(fields, settings)
+    return _exact_fields(value, settings)
 
 
 def batch(raw: bytes, settings: Settings, max_items: int) -> list[m.Accepted | m.InvalidMessage]:

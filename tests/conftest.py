@@ -100,7 +100,7 @@ def make_gateway(tmp_path: Path, config: Config | None = None, *, hot: bool = Tr
     clock = FakeClock()
     app = create_app(config or Config(), store, clock)
     if not hot:
-        app = HabitatApp(app.config, store, clock, hot_path=False)
+        app = HabitatApp(app.config, store, clock, app.observer, app.monotonic, hot_path=False)
     client = IPClient(app)
     return Gateway(app, store, clock, client, db_path)
 
@@ -173,7 +173,7 @@ def start_gunicorn(
         try:
             requests.get(server.url + "/", timeout=1)
             return server
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow on a loaded machine
             time.sleep(0.1)
     server.stop(signal.SIGKILL)
     raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log.read_text()}")
@@ -215,6 +215,7 @@ ARCHIVE_TABLES = (
     "payload_telemetry",
     "listener_information",
     "listener_telemetry",
+    "payload_configurations",
 )
 
 
@@ -258,11 +259,13 @@ def pg_reset(url: str) -> None:
     import psycopg
 
     from habitat_http.archive import open_archive
+    from habitat_http.parser.documents import ConfigurationDocuments
     from habitat_http.store.postgres import PostgresStore
 
     store = PostgresStore(url)
     store.initialize()
     open_archive(store).initialize()
+    ConfigurationDocuments(store).initialize()
     store.close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(ARCHIVE_TABLES)} RESTART IDENTITY")

@@ -100,6 +100,7 @@ class Layout:
     workdir: Path
     gunicorn: Server
     db_url: str
+    local_port: int  # the local-only listener for /metrics, /health and /ready
 
 
 def nginx_site(name: str, port: int, replace: dict[str, str] | None = None) -> str:
@@ -107,7 +108,12 @@ def nginx_site(name: str, port: int, replace: dict[str, str] | None = None) -> s
     site = (ROOT / "deploy/nginx" / name).read_text()
     assert "listen 80;" in site
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    for old, new in (replace or {}).items():
+    replace = dict(replace or {})
+    # The local-only metrics listener gets a free port too, unless one is given.
+    replace.setdefault("listen 127.0.0.1:9180;", f"listen 127.0.0.1:{free_port()};")
+    for old, new in replace.items():
+        if old == "listen 127.0.0.1:9180;" and old not in site:
+            continue  # a site without the local listener
         assert old in site, old
         site = site.replace(old, new)
     return site
@@ -120,14 +126,18 @@ def http_layout(tmp_path: Path, *, worker_connections: int = 64) -> Iterator[Lay
     env = {**read_unit("habitat-gunicorn.service").environment(), "HABITAT_DB": db_url}
     server = start_gunicorn(tmp_path, env, "-c", "deploy/gunicorn.conf.py")
     upstream = server.url.removeprefix("http://")
-    port = free_port()
-    site = nginx_site("habitat-http.conf", port, {"127.0.0.1:8000": upstream})
+    port, local_port = free_port(), free_port()
+    site = nginx_site(
+        "habitat-http.conf",
+        port,
+        {"127.0.0.1:8000": upstream, "listen 127.0.0.1:9180;": f"listen 127.0.0.1:{local_port};"},
+    )
     try:
         with reachable_dir("habitat-nginx-") as work:
             process = start_nginx(work, site, worker_connections=worker_connections)
             try:
                 wait_for_port(port, process, work / "error.log")
-                yield Layout(port, process, work, server, db_url)
+                yield Layout(port, process, work, server, db_url, local_port)
             finally:
                 process.send_signal(signal.SIGQUIT)
                 process.wait(15)

@@ -18,6 +18,7 @@ def test_archive_benchmark_runs() -> None:
         timeout=120,
     ).stdout
     assert "archive sink" in out and "messages/s" in out and "ratio archive / null sink" in out
+    assert "parser sink" in out and "ratio parser / null sink" in out
 
 
 def test_http_and_scgi_benchmarks_import_and_explain_themselves() -> None:

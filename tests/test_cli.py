@@ -179,7 +179,9 @@ def test_readers_still_read_an_existing_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/h.db"
     for command in READERS:
         result = CliRunner().invoke(main, [*command, "--db", url])
-        assert result.exit_code == 0, result.output
+        # status exits 1 because no message server ever ran here; it still read.
+        healthy = result.exit_code == 0 or "no message server is alive" in result.output
+        assert healthy and "no habitat database" not in result.output, result.output
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
         n for n in before if not n.endswith(("-wal", "-shm"))
     ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import runpy
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,13 +30,37 @@ def unit_seconds(name: str, key: str) -> float:
     return float(match.group(1))
 
 
-def test_gunicorn_settings() -> None:
-    settings = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+def gunicorn_settings(tmp_path: Path) -> dict[str, Any]:
+    """deploy/gunicorn.conf.py's settings, read in a child process: the file sets
+    PROMETHEUS_MULTIPROC_DIR, which must not leak into this one."""
+    code = (
+        "import json, runpy, sys; s = runpy.run_path(sys.argv[1]);"
+        " print(json.dumps({k: v for k, v in s.items() if not k.startswith('_')},"
+        " default=lambda v: getattr(v, '__qualname__', repr(v))))"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(DEPLOY / "gunicorn.conf.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    settings: dict[str, Any] = json.loads(out)
+    return settings
+
+
+def test_gunicorn_settings(tmp_path: Path) -> None:
+    settings = gunicorn_settings(tmp_path)
     # Threads share SQLite commits. Neither gthread nor sync survives slow clients
     # alone: nginx in front does (tests/test_slow_clients.py).
     assert settings["worker_class"] == "gthread"
     assert settings["bind"] == ["127.0.0.1:8000"]  # loopback: nginx faces the clients
-    assert settings["accesslog"] == "-"
+    # One access line per request: the gateway's JSON line, not gunicorn's as well.
+    assert settings["accesslog"] is None
+    # Workers' metrics add up (prometheus_client's multiprocess mode).
+    assert settings["child_exit"] == "child_exit"
     assert settings["graceful_timeout"] < settings["timeout"]
     # systemd must not kill workers in the middle of a graceful drain.
     assert unit_seconds("habitat-gunicorn.service", "TimeoutStopSec") > settings["graceful_timeout"]
@@ -141,3 +167,17 @@ def test_any_body_nginx_lets_through_gets_a_4xx(tmp_path: Path) -> None:
             for size in sizes:
                 for _ in range(5):
                     check_json_413(port, path, size)
+
+
+def test_metrics_are_served_only_on_the_local_listener(tmp_path: Path) -> None:
+    with http_layout(tmp_path) as layout:
+        status, _, _ = request(layout.port, "POST", "/message", b"{}", {"Content-Type": "x"})
+        assert status == 415  # the public site reaches the gateway
+        public, _, _ = request(layout.port, "GET", "/metrics")
+        assert public == 404
+        local, headers, body = request(layout.local_port, "GET", "/metrics")
+        assert local == 200 and headers["Content-Type"].startswith("text/plain")
+        assert b'habitat_requests_total{endpoint="message",status="415"} 1.0' in body
+        ready, _, _ = request(layout.local_port, "GET", "/ready")
+        assert ready in (200, 503)  # the gateway's answer, whatever the database says
+        assert request(layout.local_port, "POST", "/message", b"{}")[0] == 404

@@ -108,6 +108,7 @@ def running_nginx(tmp_path: Path, site: str, scgi: SCGIServer) -> Iterator[Front
     port = free_port()
     work = tmp_path / "nginx"
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = site.replace("listen 127.0.0.1:9180;", f"listen 127.0.0.1:{free_port()};")
     site = site.replace("/run/habitat/scgi.sock", scgi.socket_path)
     process = start_nginx(work, site)
     log = work / "error.log"

@@ -214,11 +214,14 @@ def test_two_gateways_and_two_servers_share_one_database(
             server.send_signal(signal.SIGTERM)
         for server in servers:
             assert server.wait(20) == 0
-    messages = cli_messages(pg_url)
-    assert len(messages) == len(sample) * len(listeners)  # each upload stored once
+    kinds = [m["type"] for m in cli_messages(pg_url)]
+    assert kinds.count("RECEIVED_TELEM") == len(sample) * len(listeners)  # each stored once
+    # Two parser sinks, one TELEM per distinct string (the dedup key).
+    assert kinds.count("TELEM") == len({s["sentence"] for s in sample})
     docs = archive(pg_url, "payload_telemetry")
     assert len(docs) == len({s["sentence"] for s in sample})
     assert all(set(d["receivers"]) == set(listeners) for d in docs)
+    assert all(d["data"]["_used_default_config"] for d in docs)  # ALMA-2: the common layout
 
 
 def test_init_db_and_cli_on_postgresql(pg_url: str) -> None:

@@ -205,10 +205,14 @@ def keyed(callsign: str, key: str) -> Message:
 def test_a_group_of_retries_is_stored_once_with_one_statement_per_row(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "h.db"))
     first = store.put(keyed("A", "aa"))
-    got = store.put_many([keyed("B", "bb"), keyed("A", "aa"), keyed("B", "bb"), keyed("C", "cc")])
-    assert got[0] == (first.id + 1, False)
-    assert got[1] == (first.id, True) and got[2] == (first.id + 1, True)
-    assert got[3] == (first.id + 2, False)
+    batch = [keyed("B", "bb"), keyed("A", "aa"), keyed("B", "bb"), keyed("C", "cc")]
+    got = [(s.id, s.duplicate) for s in store.put_many(batch)]
+    assert got == [
+        (first.id + 1, False),
+        (first.id, True),
+        (first.id + 1, True),
+        (first.id + 2, False),
+    ]
     assert [m.callsign for m in store.read_after(0)] == ["A", "B", "C"]
     store.close()
 

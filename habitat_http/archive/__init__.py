@@ -67,6 +67,42 @@ class Archive(Protocol):
         """
         ...
 
+    def payloads_since(self, since: int) -> list[dict[str, Any]]:
+        """Every payload heard at or after ``since``: the payloads of the strings
+        whose estimated_time_created (UNIX seconds) is at least ``since``, latest
+        heard first, each ``{"payload", "strings", "parse_failures", "first_heard",
+        "last_heard"}`` counted over those strings (see rules.payload_summary).
+
+        An indexed query (estimated_time_created). Strings no parser has seen yet
+        have no payload and are not counted. Only reads.
+        """
+        ...
+
+    def track(
+        self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A payload's valid positions since ``since`` (UNIX seconds), oldest first
+        by (estimated_time_created, id), at most ``limit`` (see rules.track_point).
+
+        Args:
+            after: the ``_id`` of the last point of the previous page; the page
+                starts after it.
+
+        An indexed query (payload, estimated_time_created). Only reads.
+        """
+        ...
+
+    def problems(self, payload: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A payload's most recent strings that did not parse, newest first, each
+        with its ``_parse_error`` (see rules.problem). Indexed. Only reads."""
+        ...
+
+    def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
+        """``(_raw, estimated_time_created)`` of every string of ``payload``: those
+        parsed (or failed) as that payload, and those no parser has seen yet whose
+        sentence starts with ``$$<payload>``. For ``habitat-http reparse``."""
+        ...
+
     def close(self) -> None:
         """Release this process's connections (the store's; it reconnects if used)."""
         ...

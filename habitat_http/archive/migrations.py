@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ..store.migrations import Migration, pending
+from ..store.migrations import Migration, migrate_component, table_exists
 
 COMPONENT: Final = "archive"
 #: A table every archive version has; found without a recorded version, the
@@ -49,23 +49,53 @@ _TABLES = (
     + _LISTENER_TABLE.replace("{table}", "listener_telemetry")
 )
 
-#: The archive's migrations for each store dialect (``CheckpointStore.dialect``).
-MIGRATIONS: Final[dict[str, tuple[Migration, ...]]] = {
-    "sqlite": (Migration(_TABLES.format(json="TEXT", int="INTEGER")),),
-    "postgresql": (Migration(_TABLES.format(json="JSONB", int="BIGINT")),),
-}
+_PARSED_COLUMNS = """
+    ALTER TABLE payload_telemetry ADD COLUMN data {json};
+    ALTER TABLE payload_telemetry ADD COLUMN payload TEXT;
+    ALTER TABLE payload_telemetry ADD COLUMN time_parsed {real};
+    ALTER TABLE payload_telemetry ADD COLUMN latitude {real};
+    ALTER TABLE payload_telemetry ADD COLUMN longitude {real};
+    ALTER TABLE payload_telemetry ADD COLUMN altitude {real};
+    ALTER TABLE payload_telemetry ADD COLUMN parse_error INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE payload_telemetry ADD COLUMN telem_message {int};
+    CREATE INDEX payload_telemetry_payload ON payload_telemetry (payload, estimated_time_created);
+    CREATE INDEX payload_telemetry_time ON payload_telemetry (estimated_time_created);
+    CREATE INDEX payload_telemetry_problems ON payload_telemetry (payload, estimated_time_created)
+        WHERE parse_error = 1
+"""
 
-#: What differs between dialects in the version bookkeeping: the parameter mark,
-#: and a query that gives a row when the table named by its parameter exists.
-_DIALECTS: Final = {
-    "sqlite": ("?", "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"),
-    "postgresql": ("%s", "SELECT 1 WHERE to_regclass(%s) IS NOT NULL"),
+#: The archive's migrations for each store dialect (``CheckpointStore.dialect``):
+#: 1. the three document tables;
+#: 2. what the parser's TELEM adds to payload_telemetry: its parsed ``data``, and
+#:    columns a tracker queries by (``payload``, the position, ``parse_error``).
+MIGRATIONS: Final[dict[str, tuple[Migration, ...]]] = {
+    "sqlite": (
+        Migration(_TABLES.format(json="TEXT", int="INTEGER")),
+        Migration(_PARSED_COLUMNS.format(json="TEXT", int="INTEGER", real="REAL")),
+    ),
+    "postgresql": (
+        Migration(_TABLES.format(json="JSONB", int="BIGINT")),
+        Migration(_PARSED_COLUMNS.format(json="JSONB", int="BIGINT", real="DOUBLE PRECISION")),
+    ),
 }
 
 
 def has_tables(conn: Any, dialect: str) -> bool:
     """Whether the archive's tables exist (a read: nothing is created)."""
-    return bool(conn.execute(_DIALECTS[dialect][1], (_FIRST_TABLE,)).fetchone())
+    return table_exists(conn, dialect, _FIRST_TABLE)
+
+
+def version(conn: Any, dialect: str) -> int:
+    """The archive's schema version in the database (a read: nothing is created)."""
+    if not table_exists(conn, dialect, "schema_versions"):
+        return 1 if has_tables(conn, dialect) else 0
+    mark = "?" if dialect == "sqlite" else "%s"
+    row = conn.execute(
+        f"SELECT version FROM schema_versions WHERE component = {mark}", (COMPONENT,)
+    ).fetchone()
+    if row is None:
+        return 1 if has_tables(conn, dialect) else 0
+    return int(row[0])
 
 
 def migrate(conn: Any, dialect: str, name: str, at_startup: bool) -> None:
@@ -81,25 +111,14 @@ def migrate(conn: Any, dialect: str, name: str, at_startup: bool) -> None:
     Raises:
         SchemaTooNew, MigrationNeeded: see :func:`habitat_http.store.migrations.pending`.
     """
-    mark = _DIALECTS[dialect][0]
-    migrations = MIGRATIONS[dialect]
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_versions"
-        " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    # Without a recorded version, tables made by the store's migrations before
+    # the split are archive version 1.
+    migrate_component(
+        conn,
+        dialect,
+        COMPONENT,
+        MIGRATIONS[dialect],
+        name,
+        at_startup,
+        unrecorded=1 if has_tables(conn, dialect) else 0,
     )
-    row = conn.execute(
-        f"SELECT version FROM schema_versions WHERE component = {mark}", (COMPONENT,)
-    ).fetchone()
-    recorded = None if row is None else int(row[0])
-    current = recorded
-    if current is None:
-        current = 1 if has_tables(conn, dialect) else 0
-    for migration in pending(f"{name} (archive)", current, migrations, at_startup):
-        for statement in migration.statements():
-            conn.execute(statement)
-    if recorded is None or recorded < len(migrations):
-        conn.execute(
-            f"INSERT INTO schema_versions (component, version) VALUES ({mark}, {mark})"
-            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            (COMPONENT, max(current, len(migrations))),
-        )

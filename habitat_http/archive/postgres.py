@@ -21,24 +21,31 @@ from typing import Any, Final
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..messages import LISTENER_INFO, RECEIVED_TELEM, StoredMessage
+from ..messages import LISTENER_INFO, RECEIVED_TELEM, TELEM, StoredMessage
 from ..store.postgres import PostgresStore
-from . import migrations, rules
+from . import migrations, queries, rules
 
 #: pg_advisory_xact_lock key that serialises the archive's migrations across hosts.
 _MIGRATION_LOCK: Final = 0x48414241  # "HABA"
 
 #: One page of each document type, by the message that first made it. A
-#: payload_telemetry row with no receivers is only ever seen inside apply().
+#: payload_telemetry row with neither receivers nor a TELEM is only ever seen
+#: inside apply().
 _PAGES: Final = {
-    rules.PAYLOAD_TELEMETRY: "SELECT first_message, id, raw, receivers FROM payload_telemetry"
-    " WHERE first_message > %s AND receivers <> '{}' ORDER BY first_message LIMIT 1000",
+    rules.PAYLOAD_TELEMETRY: "SELECT first_message, id, raw, receivers, estimated_time_created,"
+    " data FROM payload_telemetry WHERE first_message > %s"
+    " AND (receivers <> '{}' OR telem_message IS NOT NULL) ORDER BY first_message LIMIT 1000",
     **{
         table: "SELECT source_message, id, callsign, time_created, time_uploaded, data"
         f" FROM {table} WHERE source_message > %s ORDER BY source_message LIMIT 1000"
         for table in (rules.LISTENER_INFORMATION, rules.LISTENER_TELEMETRY)
     },
 }
+
+
+def _raw(message: StoredMessage) -> str:
+    """The base64 text of the string a RECEIVED_TELEM or TELEM message is about."""
+    return str(message.data["string" if message.type == RECEIVED_TELEM else "_raw"])
 
 
 def _lock_key(callsign: str) -> int:
@@ -82,9 +89,9 @@ class PostgresArchive:
             self.initialize()
         telemetry = sorted(
             {
-                rules.payload_id(m.data["string"]): m
+                rules.payload_id(_raw(m)): m
                 for m in reversed(batch)
-                if m.type == RECEIVED_TELEM
+                if m.type in (RECEIVED_TELEM, TELEM)
             }.items()
         )
         callsigns = sorted({m.callsign for m in batch if m.type == LISTENER_INFO})
@@ -94,7 +101,7 @@ class PostgresArchive:
                 conn.cursor().executemany(
                     "INSERT INTO payload_telemetry (id, raw, receivers, estimated_time_created,"
                     " first_message) VALUES (%s, %s, '{}', 0, %s) ON CONFLICT (id) DO NOTHING",
-                    [(doc_id, m.data["string"], m.id) for doc_id, m in telemetry],
+                    [(doc_id, _raw(m), m.id) for doc_id, m in telemetry],
                 )
                 conn.execute(
                     "SELECT id FROM payload_telemetry WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
@@ -111,11 +118,46 @@ class PostgresArchive:
         """
         return rules.paged_documents(doc_type, after, self._page)
 
+    def payloads_since(self, since: int) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.payloads_since`."""
+        return queries.payloads_since(self._query, since)
+
+    def track(
+        self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.track`."""
+        return queries.track(self._query, payload, since, limit, after)
+
+    def problems(self, payload: str, limit: int = 20) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.problems`."""
+        return queries.problems(self._query, payload, limit)
+
+    def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
+        """See :meth:`habitat_http.archive.Archive.strings_of`."""
+        return queries.strings_of(self._query, payload)
+
+    def _version(self, conn: psycopg.Connection[Any]) -> int:
+        if self._ready:
+            return len(migrations.MIGRATIONS[self.store.dialect])
+        return migrations.version(conn, self.store.dialect)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self.store.transaction() as conn:
+            if self._version(conn) < 2:
+                return []  # only reads: nothing parsed before the tables exist
+            return conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
+
     def _page(self, doc_type: str, after: int) -> list[Any]:
         with self.store.transaction() as conn:
-            if not self._ready and not migrations.has_tables(conn, self.store.dialect):
+            version = self._version(conn)
+            if version == 0:
                 return []
-            return conn.execute(_PAGES[doc_type], (after,)).fetchall()
+            sql = _PAGES[doc_type]
+            if version < 2 and doc_type == rules.PAYLOAD_TELEMETRY:
+                sql = sql.replace(" data FROM", " NULL FROM").replace(
+                    " OR telem_message IS NOT NULL", ""
+                )
+            return conn.execute(sql.encode(), (after,)).fetchall()
 
     def close(self) -> None:
         """Close this process's pool."""
@@ -186,4 +228,28 @@ class _PostgresArchiveTx:
             " receivers = excluded.receivers,"
             " estimated_time_created = excluded.estimated_time_created",
             (doc_id, raw, Jsonb(receivers), estimate, first_message),
+        )
+
+    def parsed_rank(self, doc_id: str) -> tuple[int, float, int] | None:
+        row = self.conn.execute(
+            "SELECT parse_error, time_parsed, telem_message FROM payload_telemetry WHERE id = %s",
+            (doc_id,),
+        ).fetchone()
+        if row is None or row[2] is None:
+            return None
+        return rules.parse_rank(bool(row[0]), row[1], row[2])
+
+    def save_parsed(
+        self, doc_id: str, raw: str, parsed: rules.Parsed, estimate: int, first_message: int
+    ) -> None:
+        self.conn.execute(
+            queries.SAVE_PARSED,
+            (
+                doc_id,
+                raw,
+                estimate,
+                first_message,
+                Jsonb(parsed.data),
+                *rules.parsed_columns(parsed),
+            ),
         )

@@ -1,12 +1,13 @@
 """The archive sink, the message server's default: merges every stored message into
 the payload_telemetry, listener_information and listener_telemetry documents
-(see :mod:`habitat_http.archive`) in the store's own database."""
+(see :mod:`habitat_http.archive`) in the store's own database, including the
+parser's TELEM messages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, StoredMessage
+from ..messages import LISTENER_INFO, LISTENER_TELEM, RECEIVED_TELEM, TELEM, StoredMessage
 from ..sinks import SinkContext
 from ..store import CheckpointStore
 from . import Archive, open_archive
@@ -22,7 +23,7 @@ class ArchiveSink:
     Each batch is merged in one transaction, so ``flush`` has nothing left to do.
     """
 
-    types = frozenset({RECEIVED_TELEM, LISTENER_INFO, LISTENER_TELEM})
+    types = frozenset({RECEIVED_TELEM, LISTENER_INFO, LISTENER_TELEM, TELEM})
 
     def __init__(self, context: SinkContext) -> None:
         self.store: CheckpointStore | None = context.store

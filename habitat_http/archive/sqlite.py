@@ -15,12 +15,13 @@ from typing import Any, Final
 
 from ..messages import StoredMessage
 from ..store.sqlite import SQLiteStore
-from . import migrations, rules
+from . import migrations, queries, rules
+from .queries import SAVE_PARSED as _SAVE_PARSED
 
 #: One page of each document type, by the message that first made it.
 _PAGES: Final = {
-    rules.PAYLOAD_TELEMETRY: "SELECT first_message, id, raw, receivers FROM payload_telemetry"
-    " WHERE first_message > ? ORDER BY first_message LIMIT 1000",
+    rules.PAYLOAD_TELEMETRY: "SELECT first_message, id, raw, receivers, estimated_time_created,"
+    " data FROM payload_telemetry WHERE first_message > ? ORDER BY first_message LIMIT 1000",
     **{
         table: "SELECT source_message, id, callsign, time_created, time_uploaded, data"
         f" FROM {table} WHERE source_message > ? ORDER BY source_message LIMIT 1000"
@@ -88,6 +89,30 @@ class _SQLiteArchiveTx:
             (doc_id, raw, rules.canonical_json(receivers), estimate, first_message),
         )
 
+    def parsed_rank(self, doc_id: str) -> tuple[int, float, int] | None:
+        row = self.conn.execute(
+            "SELECT parse_error, time_parsed, telem_message FROM payload_telemetry WHERE id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None or row[2] is None:
+            return None
+        return rules.parse_rank(bool(row[0]), row[1], row[2])
+
+    def save_parsed(
+        self, doc_id: str, raw: str, parsed: rules.Parsed, estimate: int, first_message: int
+    ) -> None:
+        self.conn.execute(
+            _SAVE_PARSED.replace("%s", "?"),
+            (
+                doc_id,
+                raw,
+                estimate,
+                first_message,
+                rules.canonical_json(parsed.data),
+                *rules.parsed_columns(parsed),
+            ),
+        )
+
 
 class SQLiteArchive:
     """payload_telemetry, listener_information and listener_telemetry in SQLite.
@@ -140,8 +165,41 @@ class SQLiteArchive:
         """
         return rules.paged_documents(doc_type, after, self._page)
 
+    def payloads_since(self, since: int) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.payloads_since`."""
+        return queries.payloads_since(self._query, since)
+
+    def track(
+        self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.track`."""
+        return queries.track(self._query, payload, since, limit, after)
+
+    def problems(self, payload: str, limit: int = 20) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.problems`."""
+        return queries.problems(self._query, payload, limit)
+
+    def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
+        """See :meth:`habitat_http.archive.Archive.strings_of`."""
+        return queries.strings_of(self._query, payload)
+
+    def _version(self, conn: sqlite3.Connection) -> int:
+        if self._ready:
+            return len(migrations.MIGRATIONS[self.store.dialect])
+        return migrations.version(conn, self.store.dialect)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self.store.read() as conn:
+            if self._version(conn) < 2:
+                return []  # only reads: nothing parsed before the tables exist
+            return conn.execute(sql, params).fetchall()
+
     def _page(self, doc_type: str, after: int) -> list[Any]:
         with self.store.read() as conn:
-            if not self._ready and not migrations.has_tables(conn, self.store.dialect):
+            version = self._version(conn)
+            if version == 0:
                 return []
-            return conn.execute(_PAGES[doc_type], (after,)).fetchall()
+            sql = _PAGES[doc_type]
+            if version < 2 and doc_type == rules.PAYLOAD_TELEMETRY:
+                sql = sql.replace(" data FROM", " NULL FROM")
+            return conn.execute(sql, (after,)).fetchall()

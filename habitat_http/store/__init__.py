@@ -66,10 +66,13 @@ class Stored(NamedTuple):
     Attributes:
         id: its id, or the original's when it was a duplicate.
         duplicate: True when the same message (same dedup_key) was already stored.
+        group: how many messages were committed in the same transaction (the
+            commit group this message shared its fsync with), at least 1.
     """
 
     id: int
     duplicate: bool
+    group: int = 1
 
 
 class StoreError(Exception):
@@ -77,8 +80,14 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot take the write now (locked past the timeout, disk full,
-    unreachable). Nothing was committed; the app answers 503 with Retry-After."""
+    """The database cannot take the write now (disk full, read-only, unreachable).
+    Nothing was committed; the app answers 503 with Retry-After."""
+
+
+class StoreTimeout(StoreUnavailable):
+    """The database did not commit within the write's deadline (HABITAT_DB_TIMEOUT):
+    another writer held its lock. Nothing was committed, and nothing of this write
+    will be; the app answers 504 Gateway Timeout with Retry-After."""
 
 
 class SchemaTooNew(StoreError):
@@ -132,6 +141,16 @@ class Store(Protocol):
 
         Raises:
             SchemaTooNew, MigrationNeeded, StoreUnavailable.
+        """
+        ...
+
+    def check(self, timeout: float) -> None:
+        """A cheap read of the messages table, given up after ``timeout`` seconds
+        (``GET /ready``). Creates nothing.
+
+        Raises:
+            StoreError: the database does not answer, or holds no habitat schema;
+                the message says which.
         """
         ...
 

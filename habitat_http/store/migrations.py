@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import SchemaTooNew, StoreError
 
@@ -65,3 +66,69 @@ def pending(
             "stop the gateways and run `habitat-http init-db`."
         )
     return todo
+
+
+#: Per dialect: the parameter mark, and a query that gives a row when the table
+#: named by its parameter exists.
+_DIALECTS = {
+    "sqlite": ("?", "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"),
+    "postgresql": ("%s", "SELECT 1 WHERE to_regclass(%s) IS NOT NULL"),
+}
+
+
+def table_exists(conn: Any, dialect: str, table: str) -> bool:
+    """Whether ``table`` exists (a read: nothing is created).
+
+    Args:
+        conn: a sqlite3 or psycopg connection.
+        dialect: ``sqlite`` or ``postgresql``.
+    """
+    return bool(conn.execute(_DIALECTS[dialect][1], (table,)).fetchone())
+
+
+def migrate_component(
+    conn: Any,
+    dialect: str,
+    component: str,
+    migrations: Sequence[Migration],
+    name: str,
+    at_startup: bool,
+    unrecorded: int = 0,
+) -> None:
+    """Bring one component's tables (the archive's, the parser's) up to date.
+
+    A component keeps its version in its row of the ``schema_versions (component,
+    version)`` table, apart from the store's own version.
+
+    Args:
+        conn: a sqlite3 or psycopg connection, inside a transaction that holds the
+            database's lock for migrations.
+        dialect: ``sqlite`` or ``postgresql``.
+        component: the row's name, e.g. ``archive``.
+        migrations: the component's migrations for this dialect, in order.
+        name: the database, for messages.
+        at_startup: False for ``habitat-http init-db``.
+        unrecorded: the version to assume when the component has no row yet.
+
+    Raises:
+        SchemaTooNew, MigrationNeeded: see :func:`pending`.
+    """
+    mark = _DIALECTS[dialect][0]
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions"
+        " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    row = conn.execute(
+        f"SELECT version FROM schema_versions WHERE component = {mark}", (component,)
+    ).fetchone()
+    recorded = None if row is None else int(row[0])
+    current = unrecorded if recorded is None else recorded
+    for migration in pending(f"{name} ({component})", current, migrations, at_startup):
+        for statement in migration.statements():
+            conn.execute(statement)
+    if recorded is None or recorded < len(migrations):
+        conn.execute(
+            f"INSERT INTO schema_versions (component, version) VALUES ({mark}, {mark})"
+            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            (component, max(current, len(migrations))),
+        )

@@ -43,7 +43,16 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..config import ConfigError
 from ..messages import Message, StoredMessage
-from . import Checkpoint, Heartbeat, NoDatabase, Position, SchemaTooNew, Stored, StoreUnavailable
+from . import (
+    Checkpoint,
+    Heartbeat,
+    NoDatabase,
+    Position,
+    SchemaTooNew,
+    Stored,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from .base import BaseStore
 from .migrations import Migration, MigrationNeeded, pending
 from .rows import COLUMNS, from_row, outcomes, plan_inserts, to_row
@@ -98,6 +107,8 @@ _INSERT = (
 )
 
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+#: What PostgreSQL raises when statement_timeout or lock_timeout ends a statement.
+_TIMED_OUT = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
 
 
 class PostgresStore(BaseStore):
@@ -174,12 +185,15 @@ class PostgresStore(BaseStore):
             pool = self._get_pool()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StoreUnavailable(f"no database connection within {self.timeout} s")
+                raise StoreTimeout(f"no database connection within {self.timeout} s")
             with pool.connection(timeout=left) as conn, conn.transaction():
                 if self.read_only:
                     conn.execute("SET TRANSACTION READ ONLY")
                 self.bound(conn, deadline)
                 yield conn
+        except _TIMED_OUT as exc:
+            # statement_timeout or lock_timeout from bound(): past the deadline.
+            raise StoreTimeout(str(exc).strip() or type(exc).__name__) from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
@@ -193,7 +207,7 @@ class PostgresStore(BaseStore):
         """
         left = deadline - time.monotonic()
         if left <= 0:
-            raise StoreUnavailable(f"the database was busy for over {self.timeout} s")
+            raise StoreTimeout(f"the database was busy for over {self.timeout} s")
         ms = str(max(1, int(left * 1000)))
         conn.execute(
             "SELECT set_config('statement_timeout', %s, true),"
@@ -327,7 +341,7 @@ class PostgresStore(BaseStore):
                     "SELECT dedup_key, id FROM messages WHERE dedup_key = ANY(%s)", (retries,)
                 )
                 original = {bytes(k): int(i) for k, i in cur.fetchall()}
-        return outcomes(keys, inserted, original)
+        return [r._replace(group=len(messages)) for r in outcomes(keys, inserted, original)]
 
     def read_after(self, after: int = 0, limit: int | None = None) -> list[StoredMessage]:
         """Committed messages with ``id > after`` in id order (for listing; the
@@ -440,6 +454,23 @@ class PostgresStore(BaseStore):
             ).fetchone()
         assert row is not None
         return int(row[0]), row[1]
+
+    def check(self, timeout: float) -> None:
+        """A cheap read through the pool, given up after ``timeout`` seconds; see
+        the Store protocol.
+
+        Raises:
+            StoreUnavailable: no connection or no answer in time.
+            NoDatabase: the habitat tables do not exist.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            with self.transaction(deadline) as conn:
+                conn.execute("SELECT max(id) FROM messages").fetchone()
+        except psycopg.errors.UndefinedTable as exc:
+            raise NoDatabase(f"no habitat database in {self!r}: {exc}".strip()) from exc
+        except psycopg.Error as exc:
+            raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     def close(self) -> None:
         """Close this process's pool; the store opens a new one if used again."""

@@ -43,6 +43,7 @@ from . import (
     SchemaTooNew,
     Stored,
     StoreError,
+    StoreTimeout,
     StoreUnavailable,
     doorbell,
 )
@@ -196,7 +197,7 @@ class SQLiteStore(BaseStore):
         """
         left = deadline - time.monotonic()
         if left <= 0:
-            raise StoreUnavailable(f"the database was busy for over {self.timeout} s")
+            raise StoreTimeout(f"the database was busy for over {self.timeout} s")
         ms = max(1, int(left * 1000))
         last_conn, last_ms = self._busy
         if last_conn is not conn or not ms - _BUSY_SLACK_MS <= last_ms <= ms:
@@ -225,13 +226,14 @@ class SQLiteStore(BaseStore):
         self._pid = os.getpid()
         return self._connection
 
-    def _open_existing(self) -> sqlite3.Connection:
-        """A read-only connection to the habitat database at ``path``.
+    def _open_existing(self, timeout: float | None = None) -> sqlite3.Connection:
+        """A read-only connection to the habitat database at ``path``, waiting at
+        most ``timeout`` seconds (default ``self.timeout``) for a lock.
 
         Raises:
             NoDatabase: no file there, or one without the habitat schema.
             SchemaTooNew, MigrationNeeded: its schema is not this code's.
-            StoreUnavailable: it cannot be read.
+            StoreUnavailable: it cannot be read (StoreTimeout: it stayed locked).
         """
         if not os.path.isfile(self.path):
             raise NoDatabase(f"no habitat database at {self.path}: the file does not exist")
@@ -239,7 +241,7 @@ class SQLiteStore(BaseStore):
             conn = sqlite3.connect(
                 f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro",
                 uri=True,
-                timeout=self.timeout,
+                timeout=self.timeout if timeout is None else timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -251,6 +253,11 @@ class SQLiteStore(BaseStore):
             except BaseException:
                 conn.close()
                 raise
+        except sqlite3.OperationalError as exc:
+            error = _unavailable(exc)
+            if isinstance(error, StoreTimeout):
+                raise error from exc  # locked by another process: not "no database"
+            raise NoDatabase(f"no habitat database at {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise NoDatabase(f"no habitat database at {self.path}: {exc}") from exc
         problem: StoreError | None = None
@@ -287,7 +294,7 @@ class SQLiteStore(BaseStore):
         (store/flock.py), instead of polling.
         """
         if not _flock.acquire(lock_file.fileno(), deadline):
-            raise StoreUnavailable(
+            raise StoreTimeout(
                 f"another process held the write lock for over {self.timeout} s"
             ) from None
 
@@ -374,7 +381,7 @@ class SQLiteStore(BaseStore):
             with self._queue_lock:
                 if batch in self._pending:
                     self._pending.remove(batch)
-                    raise StoreUnavailable(f"no write slot within {self.timeout} s")
+                    raise StoreTimeout(f"no write slot within {self.timeout} s")
             # A leader holds it in its transaction, bounded by this batch's deadline.
             batch.done.wait()
         if batch.error is not None:
@@ -428,7 +435,7 @@ class SQLiteStore(BaseStore):
             with self._transaction(deadline) as conn:
                 yield conn
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            raise _unavailable(exc) from exc
         finally:
             self._db_lock.release()
 
@@ -452,7 +459,7 @@ class SQLiteStore(BaseStore):
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(str(exc)) from exc
+                raise _unavailable(exc) from exc
         finally:
             self._db_lock.release()
 
@@ -475,7 +482,7 @@ class SQLiteStore(BaseStore):
             late = [b for b in taken if b.deadline <= now]
             group = [b for b in taken if b.deadline > now]
             for b in late:
-                b.error = StoreUnavailable(f"no write within {self.timeout} s")
+                b.error = StoreTimeout(f"no write within {self.timeout} s")
                 b.done.set()
             return min((b.deadline for b in group), default=now + self.timeout)
 
@@ -489,15 +496,16 @@ class SQLiteStore(BaseStore):
                     results.append(flat[start : start + len(b.rows)])
                     start += len(b.rows)
         except (sqlite3.OperationalError, StoreUnavailable) as exc:
-            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+            error = exc if isinstance(exc, StoreUnavailable) else _unavailable(exc)
             self._fail(group, error)
             return
         except BaseException as exc:
             # Our bug: fail every waiter the same way instead of leaving it hanging.
             self._fail(group, StoreUnavailable(f"write failed: {exc!r}"))
             raise
+        size = len(flat)
         for b, batch_results in zip(group, results, strict=True):
-            b.results = batch_results
+            b.results = [r._replace(group=size) for r in batch_results]
             b.done.set()
         self.group_sizes[len(group)] += 1
         self._bell.ring()  # wake a waiting message server at once
@@ -598,6 +606,20 @@ class SQLiteStore(BaseStore):
             ).fetchone()
         return int(count), oldest
 
+    def check(self, timeout: float) -> None:
+        """A cheap read on a fresh read-only connection; see the Store protocol.
+
+        Apart from this process's connection and locks, so that a commit in
+        progress here does not hold it up.
+        """
+        conn = self._open_existing(timeout)
+        try:
+            conn.execute("SELECT max(id) FROM messages").fetchone()
+        except sqlite3.OperationalError as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            conn.close()
+
     def close(self) -> None:
         """Close this process's connection; the store reconnects if used again."""
         self._bell.close()
@@ -663,6 +685,15 @@ def _insert_all(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[S
         last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         ids = {pos: last - len(fresh) + 1 + n for n, pos in enumerate(fresh)}
     return outcomes(keys, ids, existing)
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> StoreUnavailable:
+    """The store error for an SQLite error: StoreTimeout when another connection
+    held a lock past the busy timeout (SQLITE_BUSY), else StoreUnavailable."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreTimeout(f"the database stayed locked: {text}")
+    return StoreUnavailable(text)
 
 
 def _json_text(data: dict[str, Any]) -> str:

@@ -1,0 +1,108 @@
+"""The archive's read queries for a tracker and for ``habitat-http reparse``, in SQL
+that both backends share (only the parameter mark differs), and the paging around
+them. Every query is served by an index of archive migration 2:
+``payload_telemetry_time`` (estimated_time_created), ``payload_telemetry_payload``
+(payload, estimated_time_created) and the partial ``payload_telemetry_problems``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
+
+from . import rules
+
+#: Runs one query (SQL with ``?`` marks, parameters) and gives its rows; a backend
+#: replaces the marks with its own and returns [] before the archive's tables
+#: (version 2) exist.
+Query = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]
+
+_PAGE: Final = 1000
+
+# MATERIALIZED (SQLite >= 3.35, PostgreSQL >= 12) keeps the time range a range scan
+# of payload_telemetry_time; merged into the GROUP BY, a planner may instead walk
+# every payload in payload_telemetry_payload.
+PAYLOADS_SINCE: Final = (
+    "WITH heard AS MATERIALIZED (SELECT payload, parse_error, estimated_time_created"
+    " FROM payload_telemetry WHERE estimated_time_created >= ?)"
+    f" SELECT {rules.SUMMARY_COLUMNS} FROM heard WHERE payload IS NOT NULL"
+    " GROUP BY payload ORDER BY max(estimated_time_created) DESC, payload"
+)
+TRACK: Final = (
+    f"SELECT {rules.TRACK_COLUMNS} FROM payload_telemetry"
+    " WHERE payload = ? AND estimated_time_created >= ? AND latitude IS NOT NULL"
+    " AND (estimated_time_created > ? OR (estimated_time_created = ? AND id > ?))"
+    " ORDER BY estimated_time_created, id LIMIT ?"
+)
+CURSOR: Final = "SELECT estimated_time_created, id FROM payload_telemetry WHERE id = ?"
+PROBLEMS: Final = (
+    f"SELECT {rules.PROBLEM_COLUMNS} FROM payload_telemetry"
+    " WHERE payload = ? AND parse_error = 1 ORDER BY estimated_time_created DESC, id LIMIT ?"
+)
+STRINGS_OF: Final = (
+    "SELECT first_message, raw, estimated_time_created FROM payload_telemetry"
+    " WHERE payload = ? AND first_message > ? ORDER BY first_message LIMIT ?"
+)
+UNPARSED: Final = (
+    "SELECT first_message, raw, estimated_time_created FROM payload_telemetry"
+    " WHERE payload IS NULL AND first_message > ? ORDER BY first_message LIMIT ?"
+)
+
+
+def payloads_since(query: Query, since: int) -> list[dict[str, Any]]:
+    """See :meth:`habitat_http.archive.Archive.payloads_since`."""
+    return [rules.payload_summary(row) for row in query(PAYLOADS_SINCE, (since,))]
+
+
+def track(
+    query: Query, payload: str, since: int, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    """See :meth:`habitat_http.archive.Archive.track`.
+
+    Raises:
+        ValueError: ``after`` names no payload_telemetry document.
+    """
+    cursor: tuple[int, str] = (since - 1, "")
+    if after is not None:
+        rows = query(CURSOR, (after,))
+        if not rows:
+            raise ValueError(f"no payload_telemetry document {after!r} to page after")
+        cursor = (int(rows[0][0]), str(rows[0][1]))
+    rows = query(TRACK, (payload, since, cursor[0], cursor[0], cursor[1], limit))
+    return [rules.track_point(row) for row in rows]
+
+
+def problems(query: Query, payload: str, limit: int) -> list[dict[str, Any]]:
+    """See :meth:`habitat_http.archive.Archive.problems`."""
+    return [rules.problem(row) for row in query(PROBLEMS, (payload, limit))]
+
+
+def strings_of(query: Query, payload: str) -> Iterator[tuple[str, int]]:
+    """See :meth:`habitat_http.archive.Archive.strings_of`."""
+    last = 0
+    while rows := query(STRINGS_OF, (payload, last, _PAGE)):
+        for _, raw, estimate in rows:
+            yield raw, int(estimate)
+        last = rows[-1][0]
+    last = 0
+    while rows := query(UNPARSED, (last, _PAGE)):
+        for _, raw, estimate in rows:
+            if rules.sentence_callsign(raw) == payload:
+                yield raw, int(estimate)
+        last = rows[-1][0]
+
+
+#: Sets a document's parsed data and columns (creating it with no receivers if
+#: needed; see ArchiveTx.save_parsed), in ``%s`` marks. The estimate of a document
+#: with no receivers yet is the TELEM's time_created; receivers replace it.
+SAVE_PARSED: Final = (
+    "INSERT INTO payload_telemetry (id, raw, receivers, estimated_time_created, first_message,"
+    " data, payload, time_parsed, latitude, longitude, altitude, parse_error, telem_message)"
+    " VALUES (%s, %s, '{}', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (id) DO UPDATE SET data = excluded.data, payload = excluded.payload,"
+    " time_parsed = excluded.time_parsed, latitude = excluded.latitude,"
+    " longitude = excluded.longitude, altitude = excluded.altitude,"
+    " parse_error = excluded.parse_error, telem_message = excluded.telem_message,"
+    " estimated_time_created = CASE WHEN payload_telemetry.receivers = '{}'"
+    " THEN excluded.estimated_time_created ELSE payload_telemetry.estimated_time_created END"
+)
