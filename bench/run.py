@@ -1,7 +1,8 @@
 """Gateway throughput against three baselines, all under the same gunicorn, in one run.
 
 Every server runs under bench/gunicorn.conf.py (the deployed gunicorn settings of
-deploy/gunicorn.conf.py, gthread workers, without gunicorn's access log) and gets
+deploy/gunicorn.conf.py: gthread workers, the gateway's access line on stdout,
+which goes to /dev/null here, and multiprocess metrics) and gets
 the same wrk load: real telemetry strings from tests/data/ukhas_sentences.jsonl, a
 different message for every request (bench/post.lua). At each wrk concurrency
 (--connections, default 8 and 64) it measures:
@@ -66,8 +67,12 @@ def start_gunicorn(
         cmd += ["--threads", str(args.threads)]
     if getattr(args, "worker_class", None):
         cmd += ["--worker-class", args.worker_class]
-    proc = subprocess.Popen(
-        [*cmd, app], cwd=ROOT, env={**os.environ, **env}, start_new_session=True
+    proc = subprocess.Popen(  # the access lines go nowhere, for every server alike
+        [*cmd, app],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
