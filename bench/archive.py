@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import SENTENCES
 from habitat_http.config import ServerConfig, SinkSpec
+from habitat_http.message_server import MessageServer, load_sinks
 from habitat_http.messages import (
     LISTENER_INFO,
     LISTENER_TELEM,
@@ -36,7 +37,6 @@ from habitat_http.messages import (
     StoredMessage,
 )
 from habitat_http.parser.documents import ConfigurationDocuments
-from habitat_http.server import MessageServer, load_sinks
 from habitat_http.sinks import SinkContext
 from habitat_http.store import START
 from habitat_http.store.sqlite import SQLiteStore

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from habitat_http.scgi import serve
+from habitat_http.scgi import serve_scgi
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     module, _, attribute = args.app.partition(":")
     app = getattr(importlib.import_module(module), attribute)
-    serve(app, args.socket, mode=0o666, threads=args.threads, prefix=args.prefix)
+    serve_scgi(app, args.socket, mode=0o666, threads=args.threads, prefix=args.prefix)
 
 
 if __name__ == "__main__":

@@ -48,4 +48,4 @@ errorlog = "-"
 # schema) stops the worker; a locked or unreachable database is logged, and the
 # worker answers 503 until it is back.
 from habitat_http.ops.hooks import child_exit  # noqa: E402, F401
-from habitat_http.serve import check_store as post_worker_init  # noqa: E402, F401
+from habitat_http.pipeline import check_store as post_worker_init  # noqa: E402, F401

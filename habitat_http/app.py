@@ -32,7 +32,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import body, validator
-from .config import Config
+from .config import Config, store_from_config
 from .hotpath import HotPath
 from .messages import DATA_MODELS, Accepted, Envelope, FieldError, InvalidMessage
 from .ops import accesslog
@@ -42,7 +42,7 @@ from .ops.observer import Observer
 from .ops.phases import Phases
 from .ops.pipeline import read_status
 from .ops.record import Rejection, RequestRecord
-from .store import CheckpointStore, Store, StoreError, StoreTimeout, open_store
+from .store import CheckpointStore, Store, StoreError, StoreTimeout
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -498,18 +498,17 @@ def create_app(
 
     Args:
         config: settings; read from the ``HABITAT_*`` environment when None.
-        store: where messages go; opened from ``config.db_url`` when None. Opening
+        store: where messages go; ``store_from_config(config)`` when None. Opening
             does no I/O: the database is first touched by the first request.
         clock: server clock in seconds since the UNIX epoch; ``time.time`` when None.
 
     Raises:
-        ConfigError: a setting in the environment is unusable.
+        ConfigError: a setting is unusable (HABITAT_DB included); the message
+            names it.
     """
     config = Config.from_env() if config is None else config
     if store is None:
-        store = open_store(
-            config.db_url, synchronous=config.sqlite_synchronous, timeout=config.db_timeout
-        )
+        store = store_from_config(config)
     clock = time.time if clock is None else clock
     return HabitatApp(config, store, clock, build_observer(config, store, clock))
 

@@ -1,17 +1,23 @@
-"""The ``habitat-http`` command (click)."""
+"""The ``habitat-http`` command (click).
+
+The group puts the settings in ``ctx.obj``; each command takes them with
+``pass_settings`` and ``--db`` with ``db_option`` (see habitat_http/cli_context.py,
+also for commands of other modules added with ``main.add_command``).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, replace
-from typing import Any, NamedTuple
+from dataclasses import asdict
+from typing import Any
 
 import click
 
 from .archive import DOCUMENT_TYPES, open_archive
-from .config import Config, ConfigError, ServerConfig
-from .store import CheckpointStore, NoDatabase, StoreError, open_store
+from .cli_context import Settings, db_option, pass_settings
+from .config import ServerConfig
+from .store import StoreError
 
 #: The keys ``habitat-http messages`` prints, in this order.
 MESSAGE_KEYS = ("id", "callsign", "type", "time_created", "time_uploaded", "ip", "data")
@@ -19,12 +25,14 @@ MESSAGE_KEYS = ("id", "callsign", "type", "time_created", "time_uploaded", "ip",
 
 @click.group()
 @click.version_option(package_name="habitat_http")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """habitat_http: the message gateway of the balloon tracking network."""
+    ctx.ensure_object(Settings)  # the settings, read when a command first asks
 
 
 @main.command()
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@db_option
 @click.option(
     "--after",
     type=click.IntRange(min=0),
@@ -35,16 +43,15 @@ def main() -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Print at most this many messages."
 )
-def messages(db_url: str | None, after: int, limit: int | None) -> None:
+@pass_settings
+def messages(settings: Settings, after: int, limit: int | None) -> None:
     """Print stored messages as JSON lines, in id order.
 
     Each line holds id, callsign, type, time_created, time_uploaded (UNIX seconds,
     clock-corrected), ip and data. Reads only: creates no database.
     """
-    db = None
-    try:
-        db = _db(db_url)
-        store = _reader(db)
+    with settings.errors():
+        store = settings.open_store(read_only=True)
         out = sys.stdout
         batch = 1000
         remaining = limit
@@ -60,8 +67,6 @@ def messages(db_url: str | None, after: int, limit: int | None) -> None:
             if remaining is not None:
                 remaining -= len(rows)
         store.close()
-    except (ConfigError, StoreError) as exc:
-        raise _failure(exc, db) from exc
 
 
 def _octal(value: str) -> int:
@@ -97,7 +102,7 @@ def _octal(value: str) -> int:
     help="URL path the front server mounts the app at, e.g. /habitat; "
     "default $HABITAT_SCGI_PREFIX or the root.",
 )
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@db_option
 @click.option(
     "--config",
     "config_file",
@@ -105,12 +110,13 @@ def _octal(value: str) -> int:
     type=click.Path(dir_okay=False),
     help="The message server's config: its sinks are loaded and checked before serving.",
 )
+@pass_settings
 def scgi(
+    settings: Settings,
     path: str,
     mode: str,
     threads: int,
     prefix: str | None,
-    db_url: str | None,
     config_file: str | None,
 ) -> None:
     """Serve the gateway over SCGI on a Unix socket (flup's threaded server).
@@ -121,33 +127,34 @@ def scgi(
     code, a migration that needs init-db, a sink that cannot be loaded); a
     database that is busy or down at start only gets 503s until it is back.
     """
-    import logging
-
     from .app import create_app
-    from .scgi import SCGIStartError, serve
-    from .sinks import SinkLoadError
+    from .scgi import SCGIStartError, serve_scgi
     from .store import prepare
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    db = None
-    try:
-        db = _db(db_url)
+    _log_to_stderr()
+    with settings.errors(SCGIStartError):
+        config = settings.config
         if config_file is not None:
-            _load_sinks(ServerConfig.from_file(config_file), db.url)
-        app = create_app(db.config)
+            _load_sinks(ServerConfig.from_file(config_file), config.db_url)
+        app = create_app(config)
         _warn_unavailable(prepare(app.store))
-        serve(
+        serve_scgi(
             app.wsgi_app,  # no ProxyFix: the front server sets REMOTE_ADDR
             path,
             mode=_octal(mode),
             threads=threads,
-            timeout=db.config.scgi_timeout,
-            prefix=db.config.scgi_prefix if prefix is None else prefix,
+            timeout=config.scgi_timeout,
+            prefix=config.scgi_prefix if prefix is None else prefix,
         )
-    except (ConfigError, SCGIStartError, SinkLoadError, StoreError) as exc:
-        raise _failure(exc, db) from exc
+
+
+def _log_to_stderr() -> None:
+    """Log INFO and above to stderr, for the commands that run until stopped."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _warn_unavailable(problem: StoreError | None) -> None:
@@ -160,65 +167,19 @@ def _warn_unavailable(problem: StoreError | None) -> None:
         )
 
 
-class _Db(NamedTuple):
-    """The settings, with the database URL chosen by ``--db`` or HABITAT_DB."""
-
-    config: Config
-    url: str
-    source: str  # "--db" or "HABITAT_DB", named in messages
-
-
-def _db(db_url: str | None) -> _Db:
-    """The settings from the environment, with ``--db`` over HABITAT_DB.
-
-    Raises:
-        ConfigError: a HABITAT_* variable is unusable.
-    """
-    config = Config.from_env()
-    if db_url:
-        return _Db(replace(config, db_url=db_url), db_url, "--db")
-    return _Db(config, config.db_url, "HABITAT_DB")
-
-
-def _open(db: _Db) -> CheckpointStore:
-    return open_store(
-        db.url,
-        synchronous=db.config.sqlite_synchronous,
-        timeout=db.config.db_timeout,
-        source=db.source,
-    )
-
-
-def _reader(db: _Db) -> CheckpointStore:
-    """The database for a command that only reads: created if missing by nobody."""
-    store = open_store(db.url, timeout=db.config.db_timeout, read_only=True, source=db.source)
-    store.initialize()  # checks, creating nothing; NoDatabase when there is none
-    return store
-
-
-def _failure(exc: Exception, db: _Db | None) -> click.ClickException:
-    """The one-line error of a command, naming where the database URL came from."""
-    if isinstance(exc, NoDatabase) and db is not None:
-        return click.ClickException(
-            f"{exc} ({db.source} is {db.url}). Nothing was created; `habitat-http init-db`"
-            " or starting the gateway creates one."
-        )
-    return click.ClickException(str(exc))
-
-
 def _load_sinks(server_config: ServerConfig, url: str) -> None:
     """Load and check every sink of ``server_config`` (and discard them).
 
     Raises:
         SinkLoadError: one cannot be loaded; the message says which and why.
     """
-    from .server import load_sinks
+    from .message_server import load_sinks
 
     load_sinks(server_config, url)
 
 
 @main.command()
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@db_option
 @click.option(
     "--config",
     "config_file",
@@ -226,7 +187,8 @@ def _load_sinks(server_config: ServerConfig, url: str) -> None:
     type=click.Path(dir_okay=False),
     help="TOML file naming the sinks; default: the archive and parser sinks.",
 )
-def server(db_url: str | None, config_file: str | None) -> None:
+@pass_settings
+def server(settings: Settings, config_file: str | None) -> None:
     """Run the message server: deliver stored messages to the sinks, until SIGTERM.
 
     Each sink gets the messages of its types in commit order, at least once, with
@@ -234,40 +196,31 @@ def server(db_url: str | None, config_file: str | None) -> None:
     cannot be loaded or the schema does not fit; waits for a database that is
     busy or down.
     """
-    import logging
     import signal
     import threading
 
-    from .server import MessageServer, load_sinks
-    from .sinks import SinkLoadError
+    from .config import supervisor_pid
+    from .message_server import MessageServer, load_sinks
+    from .parent import exit_with_parent
     from .store import prepare
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    db = None
-    try:
-        db = _db(db_url)
+    _log_to_stderr()
+    with settings.errors():
         server_config = ServerConfig.from_file(config_file)
-        store = _open(db)
-        sinks = load_sinks(server_config, db.url, store)
+        store = settings.open_store()
+        sinks = load_sinks(server_config, settings.config.db_url, store)
         _warn_unavailable(prepare(store))
-    except (ConfigError, SinkLoadError, StoreError) as exc:
-        raise _failure(exc, db) from exc
+        parent = supervisor_pid()  # set when run by `habitat-http serve`
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    from .serve import exit_with_parent
-
-    exit_with_parent()  # when run by `habitat-http serve`
-    try:
+    exit_with_parent(parent)
+    with settings.errors():
         MessageServer(store, sinks, server_config).run(stop)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per sink.")
 @click.option(
     "--stale-after",
@@ -277,7 +230,8 @@ def server(db_url: str | None, config_file: str | None) -> None:
     metavar="SECONDS",
     help="Report a message server whose last heartbeat is older than this as DOWN.",
 )
-def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
+@pass_settings
+def status(settings: Settings, as_json: bool, stale_after: float) -> None:
     """Show when each message server was last alive (DOWN when its heartbeat is
     stale), and each sink's checkpoint, lag (messages and seconds) and last error.
 
@@ -287,21 +241,16 @@ def status(db_url: str | None, as_json: bool, stale_after: float) -> None:
     """
     import time
 
-    from .server import servers
-    from .server import status as sink_status
+    from . import message_server
 
-    db = None
-    try:
-        db = _db(db_url)
-        store = _reader(db)
+    with settings.errors():
+        store = settings.open_store(read_only=True)
         try:
             now = time.time()
-            beats = servers(store, now, stale_after)
-            rows = sink_status(store, now, stale_after)
+            beats = message_server.servers(store, now, stale_after)
+            rows = message_server.status(store, now, stale_after)
         finally:
             store.close()
-    except (ConfigError, StoreError) as exc:
-        raise _failure(exc, db) from exc
     problems = [] if any(b["alive"] for b in beats) else ["no message server is alive"]
     problems += [f"sink {r['sink']} is failing" for r in rows if r["failures"]]
     if as_json:
@@ -338,7 +287,7 @@ def _print_status(beats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> No
     "doc_type",
     type=click.Choice(DOCUMENT_TYPES),
 )
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@db_option
 @click.option(
     "--after",
     type=click.IntRange(min=0),
@@ -347,20 +296,17 @@ def _print_status(beats: list[dict[str, Any]], rows: list[dict[str, Any]]) -> No
     help="Only documents first made by a message with a greater id (a filter, not a"
     " cursor: on PostgreSQL, documents are not made in id order).",
 )
-def archive(doc_type: str, db_url: str | None, after: int) -> None:
+@pass_settings
+def archive(settings: Settings, doc_type: str, after: int) -> None:
     """Print archive documents as JSON lines, in the order they were first made.
 
     Reads only: creates no database.
     """
-    db = None
-    try:
-        db = _db(db_url)
-        docs = open_archive(_reader(db))  # NoDatabase when there is none
+    with settings.errors():
+        docs = open_archive(settings.open_store(read_only=True))
         for doc in docs.documents(doc_type, after):
             click.echo(json.dumps(doc, ensure_ascii=False))
         docs.close()
-    except (ConfigError, StoreError) as exc:
-        raise _failure(exc, db) from exc
 
 
 @main.command()
@@ -378,7 +324,7 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
     show_default=True,
     help="gunicorn worker processes.",
 )
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
+@db_option
 @click.option(
     "--config",
     "config_file",
@@ -398,10 +344,11 @@ def archive(doc_type: str, db_url: str | None, after: int) -> None:
     help="Longest wait before restarting a message server that died (the wait doubles"
     " from 1 s with each death in a row).",
 )
+@pass_settings
 def serve(
+    settings: Settings,
     bind: str,
     workers: int,
-    db_url: str | None,
     config_file: str | None,
     no_server: bool,
     max_restart_delay: float,
@@ -413,49 +360,39 @@ def serve(
     code, a migration that needs init-db, a sink that cannot be loaded); a
     database that is busy or down at start only gets 503s until it is back.
     """
-    import logging
-
     from .config import multiprocess_metrics_dir
 
     # Before prometheus_client is imported (by the app, below): the workers add up
     # their metrics through this directory, and the settings read below name it.
     multiprocess_metrics_dir()
 
-    from . import serve as pipeline
-    from .sinks import SinkLoadError
+    from . import pipeline
     from .store import prepare
 
-    logging.basicConfig(  # the supervisor's restarts go to the log too
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    db = None
-    try:
-        db = _db(db_url)
-        _load_sinks(ServerConfig.from_file(config_file), db.url)  # fail now, not in the child
-        store = _open(db)
+    _log_to_stderr()  # the supervisor's restarts go to the log too
+    with settings.errors():
+        config = settings.config
+        # Fail now, not in the child:
+        _load_sinks(ServerConfig.from_file(config_file), config.db_url)
+        store = settings.open_store()
         _warn_unavailable(prepare(store))
         store.close()
-    except (ConfigError, SinkLoadError, StoreError) as exc:
-        raise _failure(exc, db) from exc
     command = None if no_server else pipeline.server_command(config_file)
-    pipeline.serve(bind, workers, command, max_restart_delay, db.config)
+    pipeline.run_pipeline(bind, workers, command, max_restart_delay, config)
 
 
 @main.command("init-db")
-@click.option("--db", "db_url", metavar="URL", help="Database URL; default $HABITAT_DB.")
-def init_db(db_url: str | None) -> None:
+@db_option
+@pass_settings
+def init_db(settings: Settings) -> None:
     """Create the schema or apply pending migrations (also those unsafe at start-up)."""
-    db = None
-    try:
-        db = _db(db_url)
-        store = _open(db)
+    with settings.errors():
+        store = settings.open_store()
         store.initialize(at_startup=False)
         open_archive(store).initialize(at_startup=False)
         ConfigurationDocuments(store).initialize(at_startup=False)
         store.close()
-    except (ConfigError, StoreError) as exc:
-        raise _failure(exc, db) from exc
-    click.echo(f"{db.url}: schema is up to date")
+    click.echo(f"{settings.config.db_url}: schema is up to date")
 
 
 from .client.command import upload  # noqa: E402

@@ -1,7 +1,8 @@
 """Settings for habitat_http, read from ``HABITAT_*`` environment variables.
 
 This is the only module that reads the environment. Everything else receives a
-:class:`Config`, so tests build one directly.
+:class:`Config`, so tests build one directly, and :func:`store_from_config` is
+the one path from the settings to a store.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .store import CheckpointStore, UnsupportedURL, open_store
+
 DEFAULT_DB_URL = "sqlite:///habitat.db"
 DEFAULT_BLOCKED_CALLSIGNS = frozenset({"N0CALL", "MYCALL", "CHANGEME"})
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: Set by ``habitat-http serve`` for the message server it supervises: the
+#: supervisor's pid (see :func:`supervisor_pid` and habitat_http/parent.py).
+EXIT_WITH_PARENT = "HABITAT_EXIT_WITH_PARENT"
 
 
 class ConfigError(ValueError):
@@ -34,6 +40,8 @@ class Config:
         db_url: where messages are stored (``HABITAT_DB``), e.g.
             ``sqlite:///habitat.db`` (relative to the working directory) or
             ``sqlite:////var/lib/habitat/habitat.db`` (absolute).
+        db_source: where ``db_url`` came from, named in error messages:
+            ``HABITAT_DB``, or ``--db`` when a command line gave it.
         blocked_callsigns: upper-cased callsigns refused with 400
             (``HABITAT_BLOCKED_CALLSIGNS``, comma separated).
         trusted_proxies: how many proxies in front append to X-Forwarded-For
@@ -64,6 +72,7 @@ class Config:
     """
 
     db_url: str = DEFAULT_DB_URL
+    db_source: str = "HABITAT_DB"
     blocked_callsigns: frozenset[str] = field(default=DEFAULT_BLOCKED_CALLSIGNS)
     trusted_proxies: int = 0
     max_body: int = 64 * 1024
@@ -116,6 +125,51 @@ class Config:
             ready_timeout=_float(env, "HABITAT_READY_TIMEOUT", defaults.ready_timeout),
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )
+
+
+def store_from_config(config: Config, *, read_only: bool = False) -> CheckpointStore:
+    """The store that ``config`` names: the one path from the settings to a store,
+    for the app, every command and the message server (and its sinks).
+
+    Opening does no I/O: the database is first touched when the store is used.
+
+    Args:
+        config: the settings; ``db_url``, ``sqlite_synchronous`` and ``db_timeout``
+            are used.
+        read_only: for the commands that only read: the store opens only an
+            existing habitat database (NoDatabase otherwise) and never writes.
+
+    Raises:
+        ConfigError: ``db_url`` is not a sqlite:/// or postgresql:// URL; the
+            message names ``config.db_source``.
+    """
+    try:
+        return open_store(
+            config.db_url,
+            synchronous=config.sqlite_synchronous,
+            timeout=config.db_timeout,
+            read_only=read_only,
+        )
+    except UnsupportedURL as exc:
+        raise ConfigError(
+            f"{config.db_source} must be a sqlite:/// or postgresql:// URL, not {exc.url!r}."
+        ) from None
+
+
+def supervisor_pid(environ: Mapping[str, str] | None = None) -> int | None:
+    """The pid of the process supervising this one (``HABITAT_EXIT_WITH_PARENT``,
+    set by ``habitat-http serve`` for its message server), or None.
+
+    Raises:
+        ConfigError: the variable is not a pid.
+    """
+    env = os.environ if environ is None else environ
+    return _int(env, EXIT_WITH_PARENT, 0, 1) or None
+
+
+def child_environ(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child process: this process's, with ``overrides``."""
+    return {**os.environ, **overrides}
 
 
 def multiprocess_metrics_dir(environ: MutableMapping[str, str] | None = None) -> str:

@@ -296,7 +296,7 @@ def _check_socket_path(path: str) -> None:
     )
 
 
-def serve(
+def serve_scgi(
     app: WSGIApplication,
     path: str,
     *,

@@ -188,6 +188,8 @@ def test_queries_for_a_tracker(store: CheckpointStore, archive: Archive) -> None
             "parse_failures": 0,
             "first_heard": 5000,
             "last_heard": 5000,
+            "max_altitude": 14,
+            "positions": 1,
         },
         {
             "payload": "ALMA-2",
@@ -195,6 +197,8 @@ def test_queries_for_a_tracker(store: CheckpointStore, archive: Archive) -> None
             "parse_failures": 1,
             "first_heard": 1000,
             "last_heard": 1040,
+            "max_altitude": 14,
+            "positions": 3,
         },
     ]
     assert [p["payload"] for p in archive.payloads_since(1041)] == ["OTHER"]
@@ -238,9 +242,9 @@ def test_strings_of_a_payload_include_those_never_parsed(
 @pytest.mark.parametrize(
     ("sql", "params", "index"),
     [
-        (queries.PAYLOADS_SINCE, (1000,), "payload_telemetry_time"),
+        (queries.PAYLOADS_SINCE, (1000, 10, 0), "payload_telemetry_time"),
         (queries.TRACK, ("A", 0, 0, 0, "", 10), "payload_telemetry_payload"),
-        (queries.PROBLEMS, ("A", 10), "payload_telemetry_problems"),
+        (queries.PROBLEMS, ("A", 2**62, 2**62, "", 10), "payload_telemetry_problems"),
     ],
 )
 def test_tracker_queries_use_their_index(

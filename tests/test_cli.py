@@ -185,3 +185,73 @@ def test_readers_still_read_an_existing_database(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
         n for n in before if not n.endswith(("-wal", "-shm"))
     ]
+
+
+def test_scgi_and_serve_name_a_bad_db_option_as_the_option(tmp_path: Path) -> None:
+    # They open their store through the same settings as every other command.
+    result = CliRunner().invoke(
+        main, ["scgi", "--socket", str(tmp_path / "s.sock"), "--db", "mysql://nope"]
+    )
+    assert result.exit_code != 0
+    assert "--db must be" in result.output and "HABITAT_DB" not in result.output
+    started = subprocess.run(
+        [sys.executable, "-m", "habitat_http", "serve", "--db", "mysql://nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "--db must be" in started.stderr and "HABITAT_DB" not in started.stderr
+
+
+def test_the_message_server_loads_neither_gunicorn_nor_the_app(tmp_path: Path) -> None:
+    # `habitat-http server`, run until SIGTERM, then the modules it had loaded:
+    # the delivery loop's process carries neither the HTTP server nor the WSGI app.
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('gunicorn', 'werkzeug') or m == 'habitat_http.app')))\n"
+        "from habitat_http.cli import main\n"
+        "main(['server', '--db', sys.argv[1]])\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, f"sqlite:///{tmp_path}/h.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # its log: started once a sink starts
+            if "starts after" in line:
+                break
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0
+    assert out.strip() == "[]"
+
+
+def test_a_command_of_another_module_gets_the_settings_and_db_option() -> None:
+    # As a module's command added with main.add_command would (habitat_http/cli_context.py).
+    import click
+
+    from habitat_http.cli_context import Settings, db_option, pass_settings
+
+    @click.command()
+    @db_option
+    @pass_settings
+    def where(settings: Settings) -> None:
+        with settings.errors():
+            click.echo(f"{settings.config.db_source} {settings.config.db_url}")
+
+    group = click.Group(commands={"where": where})
+    runner = CliRunner()
+    assert runner.invoke(group, ["where", "--db", "sqlite:///a.db"]).output == "--db sqlite:///a.db\n"
+    result = runner.invoke(where, [], env={"HABITAT_DB": "sqlite:///b.db"})
+    assert result.output == "HABITAT_DB sqlite:///b.db\n"
+    result = runner.invoke(where, [], env={"HABITAT_DB_TIMEOUT": "-1"})
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: HABITAT_DB_TIMEOUT must be a positive number")

@@ -13,11 +13,11 @@ import pytest
 
 from habitat_http.archive import open_archive
 from habitat_http.config import ServerConfig
+from habitat_http.message_server import MessageServer, load_sinks
 from habitat_http.messages import RECEIVED_TELEM, TELEM, Message, dedup_key
 from habitat_http.parser.config import ConfigurationError
 from habitat_http.parser.documents import ConfigurationDocuments, DocumentConflict
 from habitat_http.parser.sink import ParserSink
-from habitat_http.server import MessageServer, load_sinks
 from habitat_http.sinks import SinkContext
 from habitat_http.store import START, CheckpointStore, open_store
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from habitat_http.serve import Supervisor
+from habitat_http.pipeline import Supervisor
 
 from .conftest import ROOT, free_port
 from .test_pipeline import _answers, wait_until

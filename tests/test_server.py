@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from habitat_http.config import ServerConfig, SinkSpec
+from habitat_http.message_server import MessageServer, load_sinks, status
 from habitat_http.messages import LISTENER_INFO, RECEIVED_TELEM, Message
-from habitat_http.server import MessageServer, load_sinks, status
 from habitat_http.store import Stored
 from habitat_http.store.sqlite import SQLiteStore
 
@@ -189,7 +189,7 @@ def test_a_commit_wakes_the_idle_server_before_its_next_poll(db_url: str) -> Non
 def test_the_server_beats_and_status_flags_it_down_when_the_beat_is_stale(
     db_url: str,
 ) -> None:
-    from habitat_http.server import servers
+    from habitat_http.message_server import servers
     from habitat_http.store import open_store
 
     store = open_store(db_url)

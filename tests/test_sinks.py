@@ -87,8 +87,8 @@ def test_bad_sinks_are_refused_clearly(spec: str, says: str) -> None:
 
 def test_the_archive_sink_works_through_the_servers_store(tmp_path: Path) -> None:
     from habitat_http.config import ServerConfig, SinkSpec
+    from habitat_http.message_server import load_sinks
     from habitat_http.messages import RECEIVED_TELEM, Message
-    from habitat_http.server import load_sinks
     from habitat_http.store import START
     from habitat_http.store.sqlite import SQLiteStore
 

@@ -67,14 +67,38 @@ class Archive(Protocol):
         """
         ...
 
-    def payloads_since(self, since: int) -> list[dict[str, Any]]:
+    def payloads_since(
+        self, since: int, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
         """Every payload heard at or after ``since``: the payloads of the strings
         whose estimated_time_created (UNIX seconds) is at least ``since``, latest
         heard first, each ``{"payload", "strings", "parse_failures", "first_heard",
-        "last_heard"}`` counted over those strings (see rules.payload_summary).
+        "last_heard", "max_altitude", "positions"}`` counted over those strings (see
+        rules.payload_summary); at most ``limit``, skipping the first ``offset``.
 
         An indexed query (estimated_time_created). Strings no parser has seen yet
         have no payload and are not counted. Only reads.
+        """
+        ...
+
+    def recent(self, payload: str, limit: int = 10) -> list[dict[str, Any]]:
+        """A payload's latest ``limit`` valid positions, newest first, each as
+        :meth:`track` gives it. Indexed (payload, estimated_time_created). Only reads."""
+        ...
+
+    def listeners_since(
+        self, since: int, limit: int = 100, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The listeners active at or after ``since`` (UNIX seconds): receivers of a
+        string heard since then, and callsigns with a listener_information or
+        listener_telemetry document made since then. Ordered by callsign, at most
+        ``limit``, those after the callsign ``after``. Each is ``{"callsign",
+        "strings" (distinct strings it reported among those heard since ``since``),
+        "information", "telemetry" (its latest document of each type, at any time,
+        as :meth:`documents` gives it, or None)}``.
+
+        Indexed: payload_telemetry_time, the listener tables' time_created indexes
+        (archive migration 3) and their (callsign, time_created) indexes. Only reads.
         """
         ...
 
@@ -92,9 +116,19 @@ class Archive(Protocol):
         """
         ...
 
-    def problems(self, payload: str, limit: int = 20) -> list[dict[str, Any]]:
+    def problems(
+        self, payload: str, limit: int = 20, after: str | None = None
+    ) -> list[dict[str, Any]]:
         """A payload's most recent strings that did not parse, newest first, each
-        with its ``_parse_error`` (see rules.problem). Indexed. Only reads."""
+        with its ``_parse_error`` (see rules.problem), at most ``limit``. Indexed.
+        Only reads.
+
+        Args:
+            after: the ``_id`` of the last problem of the previous page.
+
+        Raises:
+            ValueError: ``after`` names no payload_telemetry document.
+        """
         ...
 
     def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:

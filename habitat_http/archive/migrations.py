@@ -64,18 +64,26 @@ _PARSED_COLUMNS = """
         WHERE parse_error = 1
 """
 
+_LISTENER_TIME = """
+    CREATE INDEX listener_information_time ON listener_information (time_created, callsign);
+    CREATE INDEX listener_telemetry_time ON listener_telemetry (time_created, callsign)
+"""
+
 #: The archive's migrations for each store dialect (``CheckpointStore.dialect``):
 #: 1. the three document tables;
 #: 2. what the parser's TELEM adds to payload_telemetry: its parsed ``data``, and
-#:    columns a tracker queries by (``payload``, the position, ``parse_error``).
+#:    columns a tracker queries by (``payload``, the position, ``parse_error``);
+#: 3. the listeners a tracker lists by time (index on time_created, callsign).
 MIGRATIONS: Final[dict[str, tuple[Migration, ...]]] = {
     "sqlite": (
         Migration(_TABLES.format(json="TEXT", int="INTEGER")),
         Migration(_PARSED_COLUMNS.format(json="TEXT", int="INTEGER", real="REAL")),
+        Migration(_LISTENER_TIME),
     ),
     "postgresql": (
         Migration(_TABLES.format(json="JSONB", int="BIGINT")),
         Migration(_PARSED_COLUMNS.format(json="JSONB", int="BIGINT", real="DOUBLE PRECISION")),
+        Migration(_LISTENER_TIME),
     ),
 }
 

@@ -2,7 +2,10 @@
 that both backends share (only the parameter mark differs), and the paging around
 them. Every query is served by an index of archive migration 2:
 ``payload_telemetry_time`` (estimated_time_created), ``payload_telemetry_payload``
-(payload, estimated_time_created) and the partial ``payload_telemetry_problems``.
+(payload, estimated_time_created) and the partial ``payload_telemetry_problems``;
+or of migration 3: ``listener_information_time`` and ``listener_telemetry_time``
+(time_created, callsign); or the listener tables' ``*_latest`` (callsign,
+time_created, source_message).
 """
 
 from __future__ import annotations
@@ -23,10 +26,16 @@ _PAGE: Final = 1000
 # of payload_telemetry_time; merged into the GROUP BY, a planner may instead walk
 # every payload in payload_telemetry_payload.
 PAYLOADS_SINCE: Final = (
-    "WITH heard AS MATERIALIZED (SELECT payload, parse_error, estimated_time_created"
-    " FROM payload_telemetry WHERE estimated_time_created >= ?)"
+    "WITH heard AS MATERIALIZED (SELECT payload, parse_error, estimated_time_created,"
+    " latitude, altitude FROM payload_telemetry WHERE estimated_time_created >= ?)"
     f" SELECT {rules.SUMMARY_COLUMNS} FROM heard WHERE payload IS NOT NULL"
-    " GROUP BY payload ORDER BY max(estimated_time_created) DESC, payload"
+    " GROUP BY payload ORDER BY max(estimated_time_created) DESC, payload LIMIT ? OFFSET ?"
+)
+#: A payload's latest valid positions, newest first.
+RECENT: Final = (
+    f"SELECT {rules.TRACK_COLUMNS} FROM payload_telemetry"
+    " WHERE payload = ? AND latitude IS NOT NULL"
+    " ORDER BY estimated_time_created DESC, id DESC LIMIT ?"
 )
 TRACK: Final = (
     f"SELECT {rules.TRACK_COLUMNS} FROM payload_telemetry"
@@ -37,8 +46,36 @@ TRACK: Final = (
 CURSOR: Final = "SELECT estimated_time_created, id FROM payload_telemetry WHERE id = ?"
 PROBLEMS: Final = (
     f"SELECT {rules.PROBLEM_COLUMNS} FROM payload_telemetry"
-    " WHERE payload = ? AND parse_error = 1 ORDER BY estimated_time_created DESC, id LIMIT ?"
+    " WHERE payload = ? AND parse_error = 1"
+    " AND (estimated_time_created < ? OR (estimated_time_created = ? AND id > ?))"
+    " ORDER BY estimated_time_created DESC, id LIMIT ?"
 )
+#: Later than any estimated_time_created: the cursor of a first page, newest first.
+_NEWEST: Final = 2**62
+
+#: How many distinct strings each receiver callsign reported among those heard
+#: since a time; the receivers are JSON keys, so each dialect has its own SQL.
+LISTENER_STRINGS: Final = {
+    "sqlite": "WITH heard AS MATERIALIZED (SELECT receivers FROM payload_telemetry"
+    " WHERE estimated_time_created >= ?)"
+    " SELECT r.key, count(*) FROM heard, json_each(heard.receivers) AS r GROUP BY r.key",
+    "postgresql": "WITH heard AS MATERIALIZED (SELECT receivers FROM payload_telemetry"
+    " WHERE estimated_time_created >= ?) SELECT r.key, count(*) FROM heard"
+    " CROSS JOIN LATERAL jsonb_object_keys(heard.receivers) AS r(key) GROUP BY r.key",
+}
+#: The callsigns with a listener document of a type made since a time (MATERIALIZED,
+#: as above: else SQLite walks all of ``*_latest`` to skip sorting for DISTINCT).
+LISTENERS_ACTIVE: Final = {
+    table: f"WITH active AS MATERIALIZED (SELECT callsign FROM {table} WHERE time_created >= ?)"
+    " SELECT DISTINCT callsign FROM active"
+    for table in (rules.LISTENER_INFORMATION, rules.LISTENER_TELEMETRY)
+}
+#: A callsign's latest listener document of a type.
+LATEST_LISTENER: Final = {
+    table: f"SELECT {rules.LISTENER_COLUMNS} FROM {table} WHERE callsign = ?"
+    " ORDER BY time_created DESC, source_message DESC LIMIT 1"
+    for table in (rules.LISTENER_INFORMATION, rules.LISTENER_TELEMETRY)
+}
 STRINGS_OF: Final = (
     "SELECT first_message, raw, estimated_time_created FROM payload_telemetry"
     " WHERE payload = ? AND first_message > ? ORDER BY first_message LIMIT ?"
@@ -49,9 +86,17 @@ UNPARSED: Final = (
 )
 
 
-def payloads_since(query: Query, since: int) -> list[dict[str, Any]]:
+def payloads_since(
+    query: Query, since: int, limit: int = 1000, offset: int = 0
+) -> list[dict[str, Any]]:
     """See :meth:`habitat_http.archive.Archive.payloads_since`."""
-    return [rules.payload_summary(row) for row in query(PAYLOADS_SINCE, (since,))]
+    rows = query(PAYLOADS_SINCE, (since, limit, offset))
+    return [rules.payload_summary(row) for row in rows]
+
+
+def recent(query: Query, payload: str, limit: int) -> list[dict[str, Any]]:
+    """See :meth:`habitat_http.archive.Archive.recent`."""
+    return [rules.track_point(row) for row in query(RECENT, (payload, limit))]
 
 
 def track(
@@ -64,17 +109,62 @@ def track(
     """
     cursor: tuple[int, str] = (since - 1, "")
     if after is not None:
-        rows = query(CURSOR, (after,))
-        if not rows:
-            raise ValueError(f"no payload_telemetry document {after!r} to page after")
-        cursor = (int(rows[0][0]), str(rows[0][1]))
+        cursor = _cursor(query, after)
     rows = query(TRACK, (payload, since, cursor[0], cursor[0], cursor[1], limit))
     return [rules.track_point(row) for row in rows]
 
 
-def problems(query: Query, payload: str, limit: int) -> list[dict[str, Any]]:
-    """See :meth:`habitat_http.archive.Archive.problems`."""
-    return [rules.problem(row) for row in query(PROBLEMS, (payload, limit))]
+def problems(
+    query: Query, payload: str, limit: int, after: str | None = None
+) -> list[dict[str, Any]]:
+    """See :meth:`habitat_http.archive.Archive.problems`.
+
+    Raises:
+        ValueError: ``after`` names no payload_telemetry document.
+    """
+    cursor: tuple[int, str] = (_NEWEST, "")
+    if after is not None:
+        cursor = _cursor(query, after)
+    rows = query(PROBLEMS, (payload, cursor[0], cursor[0], cursor[1], limit))
+    return [rules.problem(row) for row in rows]
+
+
+def _cursor(query: Query, after: str) -> tuple[int, str]:
+    """(estimated_time_created, id) of the document a page starts after.
+
+    Raises:
+        ValueError: ``after`` names no payload_telemetry document.
+    """
+    rows = query(CURSOR, (after,))
+    if not rows:
+        raise ValueError(f"no payload_telemetry document {after!r} to page after")
+    return int(rows[0][0]), str(rows[0][1])
+
+
+def listeners_since(
+    query: Query, dialect: str, since: int, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    """See :meth:`habitat_http.archive.Archive.listeners_since`."""
+    strings = {str(callsign): int(n) for callsign, n in query(LISTENER_STRINGS[dialect], (since,))}
+    callsigns = set(strings)
+    for sql in LISTENERS_ACTIVE.values():
+        callsigns.update(str(row[0]) for row in query(sql, (since,)))
+    page = sorted(c for c in callsigns if after is None or c > after)[:limit]
+    listeners = []
+    for callsign in page:
+        latest = {}
+        for table, sql in LATEST_LISTENER.items():
+            rows = query(sql, (callsign,))
+            latest[table] = rules.listener_row(table, rows[0]) if rows else None
+        listeners.append(
+            {
+                "callsign": callsign,
+                "strings": strings.get(callsign, 0),
+                "information": latest[rules.LISTENER_INFORMATION],
+                "telemetry": latest[rules.LISTENER_TELEMETRY],
+            }
+        )
+    return listeners
 
 
 def strings_of(query: Query, payload: str) -> Iterator[tuple[str, int]]:

@@ -378,14 +378,18 @@ def _decoded(value: Any) -> Any:
 
 #: The columns of a track point, in the order :func:`track_point` takes them.
 TRACK_COLUMNS: Final = (
-    "id, payload, estimated_time_created, time_parsed, latitude, longitude, altitude, data"
+    "id, payload, estimated_time_created, time_parsed, latitude, longitude, altitude, data,"
+    " receivers"
 )
 #: The columns of a parse failure, in the order :func:`problem` takes them.
 PROBLEM_COLUMNS: Final = "id, payload, estimated_time_created, raw, data, receivers"
 #: The columns of a payload summary, in the order :func:`payload_summary` takes them.
 SUMMARY_COLUMNS: Final = (
-    "payload, count(*), sum(parse_error), min(estimated_time_created), max(estimated_time_created)"
+    "payload, count(*), sum(parse_error), min(estimated_time_created),"
+    " max(estimated_time_created), max(altitude), count(latitude)"
 )
+#: The columns of a listener document, in the order :func:`listener_row` takes them.
+LISTENER_COLUMNS: Final = "id, callsign, time_created, time_uploaded, data"
 
 
 def track_point(row: Sequence[Any]) -> dict[str, Any]:
@@ -394,9 +398,10 @@ def track_point(row: Sequence[Any]) -> dict[str, Any]:
     Returns:
         ``{"_id", "payload", "estimated_time_created" (UNIX s), "time_parsed"
         (UNIX s), "latitude", "longitude" (degrees), "altitude" (metres or None),
-        "data" (the parsed data, without ``_raw``)}``.
+        "data" (the parsed data, without ``_raw``), "receivers" (the document's
+        ``receivers``: callsign -> :func:`receiver_entry`)}``.
     """
-    doc_id, payload, estimate, parsed_at, latitude, longitude, altitude, data = row
+    doc_id, payload, estimate, parsed_at, latitude, longitude, altitude, data, receivers = row
     return {
         "_id": doc_id,
         "payload": payload,
@@ -406,6 +411,7 @@ def track_point(row: Sequence[Any]) -> dict[str, Any]:
         "longitude": longitude,
         "altitude": altitude,
         "data": _decoded(data),
+        "receivers": _decoded(receivers),
     }
 
 
@@ -431,16 +437,25 @@ def problem(row: Sequence[Any]) -> dict[str, Any]:
 
 def payload_summary(row: Sequence[Any]) -> dict[str, Any]:
     """One payload heard: ``{"payload", "strings", "parse_failures", "first_heard",
-    "last_heard"}`` (counts of distinct strings; times are estimated_time_created,
-    UNIX seconds)."""
-    payload, strings, failures, first, last = row
+    "last_heard", "max_altitude", "positions"}`` (counts of distinct strings, and of
+    those with a valid position; times are estimated_time_created, UNIX seconds;
+    the greatest altitude of a valid fix in metres, or None)."""
+    payload, strings, failures, first, last, highest, positions = row
     return {
         "payload": payload,
         "strings": int(strings),
         "parse_failures": int(failures or 0),
         "first_heard": first,
         "last_heard": last,
+        "max_altitude": highest,
+        "positions": int(positions),
     }
+
+
+def listener_row(doc_type: str, row: Sequence[Any]) -> dict[str, Any]:
+    """A listener document from the :data:`LISTENER_COLUMNS` of its row."""
+    doc_id, callsign, created, uploaded, data = row
+    return listener_document(doc_type, doc_id, callsign, created, uploaded, _decoded(data))
 
 
 _CALLSIGN_AT_START: Final = re.compile(rb"\$+([A-Za-z0-9/_-]+)")

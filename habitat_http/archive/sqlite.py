@@ -165,9 +165,21 @@ class SQLiteArchive:
         """
         return rules.paged_documents(doc_type, after, self._page)
 
-    def payloads_since(self, since: int) -> list[dict[str, Any]]:
+    def payloads_since(
+        self, since: int, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
         """See :meth:`habitat_http.archive.Archive.payloads_since`."""
-        return queries.payloads_since(self._query, since)
+        return queries.payloads_since(self._query, since, limit, offset)
+
+    def recent(self, payload: str, limit: int = 10) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.recent`."""
+        return queries.recent(self._query, payload, limit)
+
+    def listeners_since(
+        self, since: int, limit: int = 100, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.listeners_since`."""
+        return queries.listeners_since(self._query, self.store.dialect, since, limit, after)
 
     def track(
         self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
@@ -175,9 +187,11 @@ class SQLiteArchive:
         """See :meth:`habitat_http.archive.Archive.track`."""
         return queries.track(self._query, payload, since, limit, after)
 
-    def problems(self, payload: str, limit: int = 20) -> list[dict[str, Any]]:
+    def problems(
+        self, payload: str, limit: int = 20, after: str | None = None
+    ) -> list[dict[str, Any]]:
         """See :meth:`habitat_http.archive.Archive.problems`."""
-        return queries.problems(self._query, payload, limit)
+        return queries.problems(self._query, payload, limit, after)
 
     def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
         """See :meth:`habitat_http.archive.Archive.strings_of`."""

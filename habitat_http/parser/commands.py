@@ -7,53 +7,19 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 
-from ..config import Config, ConfigError
-from ..store import CheckpointStore, NoDatabase, StoreError, open_store
+from ..cli_context import Settings, db_option, pass_settings
 from .config import ConfigurationError, load_configuration
 from .documents import ConfigurationDocuments
 from .engine import build_parser
 from .telem import telem_message
 
-_DB_HELP = "Database URL; default $HABITAT_DB."
 #: TELEM messages stored per transaction by ``reparse``.
 _CHUNK = 500
-
-
-class _Db(NamedTuple):
-    config: Config
-    url: str
-    source: str  # "--db" or "HABITAT_DB", named in messages
-
-
-def _db(db_url: str | None) -> _Db:
-    config = Config.from_env()
-    if db_url:
-        return _Db(replace(config, db_url=db_url), db_url, "--db")
-    return _Db(config, config.db_url, "HABITAT_DB")
-
-
-def _store(db: _Db, read_only: bool) -> CheckpointStore:
-    store = open_store(
-        db.url,
-        synchronous=db.config.sqlite_synchronous,
-        timeout=db.config.db_timeout,
-        read_only=read_only,
-        source=db.source,
-    )
-    store.initialize()  # read-only: checks, creating nothing; NoDatabase when none
-    return store
-
-
-def _failure(exc: Exception, db: _Db | None) -> click.ClickException:
-    if isinstance(exc, NoDatabase) and db is not None:
-        return click.ClickException(f"{exc} ({db.source} is {db.url}). Nothing was created.")
-    return click.ClickException(str(exc))
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -102,8 +68,9 @@ def payloads() -> None:
 
 @payloads.command("add")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--db", "db_url", metavar="URL", help=_DB_HELP)
-def add(files: tuple[str, ...], db_url: str | None) -> None:
+@db_option
+@pass_settings
+def add(settings: Settings, files: tuple[str, ...]) -> None:
     """Validate and store payload_configuration documents (JSON files, or
     directories of them).
 
@@ -120,10 +87,8 @@ def add(files: tuple[str, ...], db_url: str | None) -> None:
             errors.append(e.message)
     if errors:
         raise click.ClickException("nothing was stored:\n" + "\n".join(errors))
-    db = None
-    try:
-        db = _db(db_url)
-        store = _store(db, read_only=False)
+    with settings.errors():
+        store = settings.open_store()
         docs = ConfigurationDocuments(store)
         docs.initialize()
         for path, document in documents:
@@ -134,29 +99,24 @@ def add(files: tuple[str, ...], db_url: str | None) -> None:
                 f" callsigns {', '.join(_callsigns(document))})"
             )
         store.close()
-    except (ConfigError, StoreError) as exc:
-        raise _failure(exc, db) from exc
 
 
-def _stored(db_url: str | None) -> list[dict[str, Any]]:
-    db = None
-    try:
-        db = _db(db_url)
-        store = _store(db, read_only=True)
+def _stored(settings: Settings) -> list[dict[str, Any]]:
+    with settings.errors():
+        store = settings.open_store(read_only=True)
         documents = ConfigurationDocuments(store).documents()
         store.close()
-    except (ConfigError, StoreError) as exc:
-        raise _failure(exc, db) from exc
     return documents
 
 
 @payloads.command("list")
-@click.option("--db", "db_url", metavar="URL", help=_DB_HELP)
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="The whole documents, as JSON lines.")
-def list_(db_url: str | None, as_json: bool) -> None:
+@pass_settings
+def list_(settings: Settings, as_json: bool) -> None:
     """List the stored documents, oldest time_created first: _id, time_created,
     name and callsigns. Reads only."""
-    for document in _stored(db_url):
+    for document in _stored(settings):
         if as_json:
             click.echo(json.dumps(document, ensure_ascii=False))
         else:
@@ -168,11 +128,12 @@ def list_(db_url: str | None, as_json: bool) -> None:
 
 @payloads.command("show")
 @click.argument("callsign")
-@click.option("--db", "db_url", metavar="URL", help=_DB_HELP)
-def show(callsign: str, db_url: str | None) -> None:
+@db_option
+@pass_settings
+def show(settings: Settings, callsign: str) -> None:
     """Print the document the parser uses for CALLSIGN (the newest by
     time_created with a sentence of that callsign), as JSON. Reads only."""
-    documents = _stored(db_url)
+    documents = _stored(settings)
     chosen = build_parser(load_configuration(d) for d in documents).configuration_for(callsign)
     if chosen is None:
         raise click.ClickException(
@@ -194,14 +155,15 @@ def show(callsign: str, db_url: str | None) -> None:
     help="payload_configuration files (or directories of them) to parse with, instead"
     " of the database's documents. May be given more than once.",
 )
-@click.option("--db", "db_url", metavar="URL", help=_DB_HELP)
+@db_option
 @click.option(
     "--no-default",
     is_flag=True,
     help="Fail for a callsign without a configuration instead of using the default mode.",
 )
+@pass_settings
 def parse(
-    sentences: tuple[str, ...], payload_paths: tuple[str, ...], db_url: str | None, no_default: bool
+    settings: Settings, sentences: tuple[str, ...], payload_paths: tuple[str, ...], no_default: bool
 ) -> None:
     """Parse SENTENCES as the parser sink would, and print each result.
 
@@ -214,7 +176,7 @@ def parse(
     if payload_paths:
         documents = [_read_file(path) for path in _files(payload_paths)]
     else:
-        documents = _stored(db_url)
+        documents = _stored(settings)
     parser = build_parser((load_configuration(d) for d in documents), default_mode=not no_default)
     failed = 0
     for sentence in sentences:
@@ -244,8 +206,9 @@ def parse(
 
 @click.command()
 @click.option("--callsign", required=True, help="The payload whose strings to parse again.")
-@click.option("--db", "db_url", metavar="URL", help=_DB_HELP)
-def reparse(callsign: str, db_url: str | None) -> None:
+@db_option
+@pass_settings
+def reparse(settings: Settings, callsign: str) -> None:
     """Parse the archived strings of a payload again with the current documents.
 
     The strings are those parsed (or failed) as CALLSIGN, and those never parsed
@@ -256,10 +219,8 @@ def reparse(callsign: str, db_url: str | None) -> None:
     """
     from ..archive import open_archive
 
-    db = None
-    try:
-        db = _db(db_url)
-        store = _store(db, read_only=False)
+    with settings.errors(ConfigurationError):
+        store = settings.open_store()
         documents = ConfigurationDocuments(store)
         documents.initialize()
         parser = build_parser(documents.configurations())
@@ -270,8 +231,6 @@ def reparse(callsign: str, db_url: str | None) -> None:
         for start in range(0, len(telems), _CHUNK):
             new += sum(not s.duplicate for s in store.put_many(telems[start : start + _CHUNK]))
         store.close()
-    except (ConfigError, ConfigurationError, StoreError) as exc:
-        raise _failure(exc, db) from exc
     failures = sum("_parse_error" in t.data for t in telems)
     click.echo(
         f"{callsign}: {len(telems)} strings parsed again, {failures} did not parse;"

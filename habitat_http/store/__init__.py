@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from ..config import ConfigError
 from ..messages import Message, StoredMessage
 
 
@@ -92,6 +91,29 @@ class StoreTimeout(StoreUnavailable):
 
 class SchemaTooNew(StoreError):
     """The database was migrated by a newer habitat_http; refuse to touch it."""
+
+
+class BadURL(StoreError):
+    """The database URL cannot work, and waiting will not help: a malformed libpq
+    URL, a port that is not a number, a SQLite file in a directory that does not
+    exist. The message says which. The commands and gunicorn's workers refuse to
+    start on it (see :func:`prepare`)."""
+
+
+class UnsupportedURL(BadURL):
+    """The URL names no backend: only ``sqlite:///`` and ``postgresql://`` are
+    supported. Raised by :func:`open_store`; the caller words the message, naming
+    where the URL came from (see :func:`habitat_http.config.store_from_config`).
+
+    Attributes:
+        url: the URL as given.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"the database URL must be a sqlite:/// or postgresql:// URL, not {url!r}."
+        )
+        self.url = url
 
 
 class NoDatabase(StoreError):
@@ -215,9 +237,9 @@ def open_store(
     synchronous: str = "FULL",
     timeout: float = 5.0,
     read_only: bool = False,
-    source: str = "HABITAT_DB",
 ) -> CheckpointStore:
-    """The store for a ``HABITAT_DB`` URL.
+    """The store for a database URL; :func:`habitat_http.config.store_from_config`
+    opens it from the settings.
 
     Args:
         url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or
@@ -226,10 +248,9 @@ def open_store(
         timeout: seconds to wait for a locked database before StoreUnavailable.
         read_only: open only an existing habitat database (NoDatabase otherwise),
             and never write to it.
-        source: where the URL came from (``HABITAT_DB``, ``--db``), for messages.
 
     Raises:
-        ConfigError: the URL's scheme is not supported.
+        UnsupportedURL: the URL's scheme is not supported.
     """
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
@@ -244,7 +265,7 @@ def open_store(
         from .postgres import PostgresStore
 
         return PostgresStore(url, timeout=timeout, read_only=read_only)
-    raise ConfigError(f"{source} must be a sqlite:/// or postgresql:// URL, not {url!r}.")
+    raise UnsupportedURL(url)
 
 
 def prepare(store: Store) -> StoreUnavailable | None:
@@ -259,8 +280,8 @@ def prepare(store: Store) -> StoreUnavailable | None:
         None when the database is ready, else why it is unavailable now.
 
     Raises:
-        ConfigError: the URL cannot work (a malformed libpq URL, a SQLite file in
-            a directory that does not exist).
+        BadURL: the URL cannot work (a malformed libpq URL, a SQLite file in a
+            directory that does not exist).
         SchemaTooNew: the database was migrated by a newer habitat_http.
         MigrationNeeded: a pending migration needs ``habitat-http init-db``.
     """

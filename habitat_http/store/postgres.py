@@ -41,9 +41,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..config import ConfigError
 from ..messages import Message, StoredMessage
 from . import (
+    BadURL,
     Checkpoint,
     Heartbeat,
     NoDatabase,
@@ -223,7 +223,7 @@ class PostgresStore(BaseStore):
             MigrationNeeded: at start-up, a pending migration needs init-db.
             StoreUnavailable: the database cannot be reached within the timeout.
             NoDatabase: opened read-only, and the habitat tables do not exist.
-            ConfigError: the URL is malformed.
+            BadURL: the URL is malformed.
         """
         self._check_url()
         if self.read_only:
@@ -247,7 +247,7 @@ class PostgresStore(BaseStore):
                     "UPDATE habitat_schema SET version = %s", (max(version, SCHEMA_VERSION),)
                 )
         except psycopg.ProgrammingError as exc:  # a malformed URL: waiting will not help
-            raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
+            raise BadURL(f"the database URL is not a valid libpq URL: {exc}") from exc
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
 
@@ -255,15 +255,15 @@ class PostgresStore(BaseStore):
         """Parse the URL as libpq does, without connecting.
 
         Raises:
-            ConfigError: it is malformed, or its port is not a number.
+            BadURL: it is malformed, or its port is not a number.
         """
         try:
             params = psycopg.conninfo.conninfo_to_dict(self.url)
         except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"the database URL is not a valid libpq URL: {exc}") from exc
+            raise BadURL(f"the database URL is not a valid libpq URL: {exc}") from exc
         ports = str(params.get("port") or "").split(",")
         if not all(p.strip().isdigit() for p in ports if p.strip()):
-            raise ConfigError(f"the database URL's port is not a number: {params['port']!r}")
+            raise BadURL(f"the database URL's port is not a number: {params['port']!r}")
 
     def _check_existing(self) -> None:
         """Check, creating nothing, that the habitat tables exist at this code's version.

@@ -33,9 +33,9 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from ..config import ConfigError
 from ..messages import Message, StoredMessage
 from . import (
+    BadURL,
     Checkpoint,
     Heartbeat,
     NoDatabase,
@@ -310,14 +310,14 @@ class SQLiteStore(BaseStore):
             MigrationNeeded: at start-up, a pending migration needs init-db.
             StoreUnavailable: the file cannot be opened or locked within ``timeout``.
             NoDatabase: opened read-only, and there is no habitat database.
-            ConfigError: the file's directory does not exist.
+            BadURL: the file's directory does not exist.
         """
         if self.read_only:
             self._open_existing().close()
             return
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
-            raise ConfigError(
+            raise BadURL(
                 f"cannot keep the database {self.path}: the directory {directory} does not exist"
             )
         self._initialize(at_startup, time.monotonic() + self.timeout)

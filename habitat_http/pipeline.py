@@ -1,4 +1,4 @@
-"""``habitat-http serve``: the whole pipeline in one command.
+"""The whole pipeline in one process tree (``habitat-http serve``).
 
 gunicorn serves the gateway through its documented custom-application API
 (``gunicorn.app.base.BaseApplication``), and the gunicorn master supervises the
@@ -21,7 +21,6 @@ worker exits, and the supervisor would watch nothing. Starting a child and
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import select
@@ -34,10 +33,11 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .app import HabitatApp, create_app
-from .config import Config
+from .app import create_app
+from .config import EXIT_WITH_PARENT, Config, child_environ
 from .ops.hooks import child_exit
 from .store import prepare
+from .tracker.mount import WithTracker, with_tracker
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +48,6 @@ os.register_at_fork(
     after_in_parent=_SPAWN_LOCK.release,
     after_in_child=_SPAWN_LOCK.release,
 )
-
-#: Set for a supervised message server: the pid of the process supervising it.
-EXIT_WITH_PARENT = "HABITAT_EXIT_WITH_PARENT"
-_PR_SET_PDEATHSIG = 1
-
-
-def exit_with_parent() -> None:
-    """In a supervised child: have the kernel send SIGTERM when the supervisor dies.
-
-    Linux prctl(PR_SET_PDEATHSIG); without it, a SIGKILLed gunicorn master would
-    leave its message server running, and the next start would add a second one.
-    """
-    parent = os.environ.get(EXIT_WITH_PARENT)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != int(parent):  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
 
 #: The production settings of deploy/gunicorn.conf.py that ``serve`` uses too.
 GUNICORN_DEFAULTS: dict[str, Any] = {
@@ -115,8 +95,8 @@ class Supervisor:
                 if self._stopping.is_set():
                     return
                 started = time.monotonic()
-                # The child asks the kernel for SIGTERM if we die (see cli.server).
-                env = {**os.environ, **self.env, EXIT_WITH_PARENT: str(os.getpid())}
+                # The child asks the kernel for SIGTERM if we die (habitat_http.parent).
+                env = child_environ({**self.env, EXIT_WITH_PARENT: str(os.getpid())})
                 with _SPAWN_LOCK:
                     self.process = subprocess.Popen(self.command, env=env)
             code = _wait(self.process)
@@ -190,7 +170,7 @@ def check_store(worker: Any) -> None:
     that are safe) before serving.
 
     Only what waiting cannot fix stops the worker from booting (and so gunicorn,
-    with the reason in its log): a bad URL (ConfigError), a schema newer than
+    with the reason in its log): a bad URL (BadURL), a schema newer than
     this code (SchemaTooNew), a migration that needs init-db (MigrationNeeded).
     A database that is locked or briefly down is logged; the worker boots and
     answers 503 with Retry-After until it is back (see store.prepare).
@@ -206,7 +186,8 @@ def check_store(worker: Any) -> None:
 
 
 class GatewayApplication(BaseApplication):  # type: ignore[misc]
-    """gunicorn serving :func:`create_app`, with the message server supervised.
+    """gunicorn serving :func:`create_app`, with the tracker under ``/tracker``
+    (:mod:`habitat_http.tracker.mount`), and the message server supervised.
 
     Args:
         options: gunicorn settings (``bind``, ``workers``, ...), over
@@ -243,12 +224,12 @@ class GatewayApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set("when_ready", lambda arbiter: supervisor.start())
             self.cfg.set("on_exit", lambda arbiter: supervisor.stop())
 
-    def load(self) -> HabitatApp:
+    def load(self) -> WithTracker:
         # Called in each worker after the fork, so stores open per process.
-        return create_app(self.config)
+        return with_tracker(create_app(self.config))
 
 
-def serve(
+def run_pipeline(
     bind: str,
     workers: int,
     server_command: list[str] | None,
