@@ -31,9 +31,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import body
+from . import body, validator
 from .config import Config, store_from_config
-from .messages import DATA_MODELS, Accepted, Envelope, FieldError, InvalidMessage, validate
+from .hotpath import HotPath
+from .messages import DATA_MODELS, Accepted, Envelope, FieldError, InvalidMessage
 from .ops import accesslog
 from .ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .ops.metrics import Metrics
@@ -82,6 +83,7 @@ def known_fields() -> frozenset[str]:
         names.update(f"data.{key}" for key in model.model_fields)
     return frozenset(names)
 
+
 INFO_TEXT = """\
 habitat_http: the gateway of the amateur high-altitude-balloon tracking network.
 
@@ -109,16 +111,19 @@ message and do not retry; 503 means retry later.
 """
 
 
+def _dumps(value: Any) -> str:
+    # ASCII escapes: an answer can always be encoded, whatever text it echoes.
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+
+
 def _json(
     payload: dict[str, Any], status: int, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
-    return Response(
-        # ASCII escapes: an answer can always be encoded, whatever text it echoes.
-        json.dumps(payload, ensure_ascii=True, separators=(",", ":")),
-        status=status,
-        headers=list(headers),
-        mimetype="application/json",
-    )
+    return _json_bytes(_dumps(payload).encode("ascii"), status, headers)
+
+
+def _json_bytes(data: bytes, status: int, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return Response(data, status=status, headers=list(headers), mimetype="application/json")
 
 
 def error_response(
@@ -163,6 +168,9 @@ class HabitatApp:
         monotonic: the clock phases are timed with, in seconds.
         wsgi_app: the application without ProxyFix (for SCGI, where the front
             server sets REMOTE_ADDR).
+        hot_path: serves the common case of POST /message and /messages in plain
+            WSGI (hotpath.py); None when built with ``hot_path=False`` (tests
+            compare both paths).
     """
 
     def __init__(
@@ -172,12 +180,15 @@ class HabitatApp:
         clock: Clock,
         observer: Observer,
         monotonic: Clock = time.perf_counter,
+        *,
+        hot_path: bool = True,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.observer = observer
         self.monotonic = monotonic
+        self.hot_path = HotPath(self) if hot_path else None
         self.started = clock()
         self.url_map = Map(
             [
@@ -213,9 +224,7 @@ class HabitatApp:
             self.store.check(self.config.ready_timeout)
         except StoreError as exc:
             record.failure = f"The message store is not ready: {exc}"
-            return error_response(
-                503, record.failure, headers=[("Retry-After", str(RETRY_AFTER))]
-            )
+            return error_response(503, record.failure, headers=[("Retry-After", str(RETRY_AFTER))])
         return _json({"ok": True}, 200)
 
     def on_metrics(self, request: Request, record: RequestRecord) -> Response:
@@ -232,15 +241,53 @@ class HabitatApp:
         store has committed. Errors are mapped by :meth:`dispatch_request`.
         """
         phases = record.phases
-        fields = body.read_fields(request, self.config.max_body, phases)
-        phases.end("parse")
+        received = body.read_message(request, self.config.max_body, phases)
+        phases.end("parse")  # a form's fields; a JSON body is parsed as it is validated
+        settings = self.settings(request.remote_addr)
+        if isinstance(received, bytes):
+            answer = self.store_one(validator.message, received, settings, record)
+        else:
+            answer = self.store_one(self._validate, received, settings, record)
+        return _json_bytes(answer, 200)
+
+    def on_messages(self, request: Request, record: RequestRecord) -> Response:
+        """POST /messages: a JSON array of up to 1000 messages, each checked alone;
+        see :meth:`store_batch`."""
+        raw = body.read_batch(request, self.config.max_batch_body, record.phases)
+        record.phases.end("parse")
+        answer = self.store_batch(raw, self.settings(request.remote_addr), record)
+        return answer if isinstance(answer, Response) else _json_bytes(answer, 200)
+
+    # -- what both request paths share (the hot path is in hotpath.py) ---------
+
+    def store_one(
+        self,
+        check: Callable[[Any, validator.Settings], Accepted],
+        received: Any,
+        settings: validator.Settings,
+        record: RequestRecord,
+    ) -> bytes:
+        """Validate one message with ``check`` and durably store it; the 200
+        answer's body. Fills ``record`` (hints, validate and commit phases, ids).
+
+        Returns:
+            ``{"ok": true, "id": ..., "duplicate": ..., "ignored": [...]}`` as
+            compact ASCII JSON, once the store has committed.
+
+        Raises:
+            InvalidMessage: the message breaks a rule (400).
+            StoreError: nothing was stored (503, or 504 for StoreTimeout).
+        """
+        phases = record.phases
         record.messages = 1
-        record.callsign = _callsign_hint(fields)
-        record.message_type = _type_hint(fields)
         try:
-            accepted = self._validate(fields, request, self.clock())
+            accepted = check(received, settings)
+        except InvalidMessage as exc:
+            record.callsign, record.message_type = exc.callsign_hint, exc.type_hint
+            raise
         finally:
             phases.end("validate")  # a rejection's validation is timed too
+        record.callsign, record.message_type = accepted.posted_callsign, accepted.message.type
         stored = self.store.put(accepted.message)
         phases.end("commit")
         phases.group_size = stored.group
@@ -248,57 +295,57 @@ class HabitatApp:
         outcomes = record.duplicates if stored.duplicate else record.stored
         record.count(outcomes, accepted.message.type)
         # Nothing after the commit may fail: the ignored keys are checked, encodable text.
-        return _json(
-            {
-                "ok": True,
-                "id": stored.id,
-                "duplicate": stored.duplicate,
-                "ignored": accepted.ignored,
-            },
-            200,
-        )
+        ignored = _dumps(accepted.ignored) if accepted.ignored else "[]"
+        duplicate = "true" if stored.duplicate else "false"
+        answer = f'{{"ok":true,"id":{stored.id},"duplicate":{duplicate},"ignored":{ignored}}}'
+        return answer.encode("ascii")
 
-    def on_messages(self, request: Request, record: RequestRecord) -> Response:
-        """POST /messages: a JSON array of up to 1000 messages, each checked alone.
+    def store_batch(
+        self, raw: bytes, settings: validator.Settings, record: RequestRecord
+    ) -> bytes | Response:
+        """Validate a POST /messages body and durably store its valid items.
 
         Valid items are stored (in one transaction) even when others are
-        rejected; retries of stored messages come back as duplicates. Answers
-        ``{"ok", "accepted", "duplicates", "rejected", "results": [{"index",
-        "status", "id"?, "ignored"?, "error"?, "field"?, "errors"?}]}``: 200, or
-        400 when every item was rejected, then with the keys of every error body
-        (:func:`error_response`) too. A rejected item's ``errors`` lists all its
-        problems; ``field`` and ``error`` are the first.
+        rejected; retries of stored messages come back as duplicates. Fills
+        ``record``.
+
+        Returns:
+            The 200 answer's body, ``{"ok", "accepted", "duplicates", "rejected",
+            "results": [{"index", "status", "id"?, "ignored"?, "error"?, "field"?,
+            "errors"?}]}``; or the 400 Response when every item was rejected, with
+            the keys of every error body (:func:`error_response`) too. A rejected
+            item's ``errors`` lists all its problems; ``field`` and ``error`` are
+            the first.
+
+        Raises:
+            InvalidMessage: the body is not a non-empty JSON array (400).
+            RequestEntityTooLarge: more than HABITAT_MAX_BATCH_ITEMS items (413).
+            StoreError: nothing was stored (503, or 504 for StoreTimeout).
         """
         phases = record.phases
-        items = body.read_batch(
-            request, self.config.max_batch_body, self.config.max_batch_items, phases
-        )
-        phases.end("parse")
+        items = validator.batch(raw, settings, self.config.max_batch_items)
         record.messages = len(items)
-        record.callsign = _callsign_hint(items[0]) if isinstance(items[0], dict) else None
-        now = self.clock()
+        first = items[0]
+        record.callsign = (
+            first.callsign_hint if isinstance(first, InvalidMessage) else first.posted_callsign
+        )
         results: list[dict[str, Any]] = []
         valid: list[tuple[dict[str, Any], Accepted]] = []
         for index, item in enumerate(items):
             result: dict[str, Any] = {"index": index}
             results.append(result)
-            try:
-                if isinstance(item, InvalidMessage):
-                    raise item
-                if not isinstance(item, dict):
-                    raise InvalidMessage.one(None, "The item must be a JSON object.")
-                valid.append((result, self._validate(item, request, now)))
-            except InvalidMessage as exc:
+            if isinstance(item, InvalidMessage):
                 result.update(
                     status="rejected",
-                    error=exc.first.error,
-                    field=exc.first.field,
-                    errors=[e.as_json() for e in exc.errors],
+                    error=item.first.error,
+                    field=item.first.field,
+                    errors=[e.as_json() for e in item.errors],
                 )
-                kind, message_type = exc.first.kind, _type_hint(item)
                 record.rejections.append(
-                    Rejection(exc.first.field, exc.first.error, kind, message_type)
+                    Rejection(item.first.field, item.first.error, item.first.kind, item.type_hint)
                 )
+            else:
+                valid.append((result, item))
         phases.end("validate")
         stored = self.store.put_many([a.message for _, a in valid]) if valid else []
         if valid:
@@ -328,16 +375,19 @@ class HabitatApp:
             return error_response(
                 400, "Every message in the batch was rejected; each result says why.", **payload
             )
-        return _json({"ok": True, **payload}, 200)
+        return _dumps({"ok": True, **payload}).encode("ascii")
 
-    def _validate(self, fields: dict[str, Any], request: Request, now: float) -> Accepted:
-        return validate(
-            fields,
-            now=now,
-            ip=request.remote_addr,
+    def settings(self, ip: str | None) -> validator.Settings:
+        """What the validator needs for a request from ``ip`` received now."""
+        return validator.Settings(
+            now=self.clock(),
+            ip=ip,
             blocked_callsigns=self.config.blocked_callsigns,
             future_tolerance=self.config.future_tolerance,
         )
+
+    def _validate(self, fields: dict[str, Any], settings: validator.Settings) -> Accepted:
+        return validator.fields(fields, settings)
 
     # -- dispatch and error mapping -------------------------------------------
 
@@ -364,39 +414,40 @@ class HabitatApp:
             record.endpoint = endpoint
             handler: Callable[..., Response] = getattr(self, f"on_{endpoint}")
             return handler(request, record, **values)
-        except InvalidMessage as exc:
+        except Exception as exc:  # noqa: BLE001  every error is answered, see error_answer
+            return self.error_answer(exc, request, record)
+
+    def error_answer(self, exc: Exception, request: Request, record: RequestRecord) -> Response:
+        """The answer to an exception raised while serving ``request``, on either
+        path (the mapping is in :meth:`dispatch_request`); notes it in ``record``."""
+        if isinstance(exc, InvalidMessage):
             first = exc.first
             record.rejections.append(
                 Rejection(first.field, first.error, first.kind, record.message_type)
             )
             return error_response(400, exc.errors)
-        except StoreTimeout as exc:
+        if isinstance(exc, StoreTimeout):
             # Not committed by the deadline, and never will be (the store gave up
             # before COMMIT): a retry is safe and stored once.
             log.warning("store timed out: %s", exc)
             record.failure = (
                 "The message store did not commit in time; nothing was stored, retry later."
             )
-            return error_response(
-                504, record.failure, headers=[("Retry-After", str(RETRY_AFTER))]
-            )
-        except StoreError:
-            log.error("store unavailable", exc_info=True)
+            return error_response(504, record.failure, headers=[("Retry-After", str(RETRY_AFTER))])
+        if isinstance(exc, StoreError):
+            log.error("store unavailable", exc_info=exc)
             record.failure = "The message store is unavailable; nothing was stored, retry later."
-            return error_response(
-                503, record.failure, headers=[("Retry-After", str(RETRY_AFTER))]
-            )
-        except HTTPException as exc:
+            return error_response(503, record.failure, headers=[("Retry-After", str(RETRY_AFTER))])
+        if isinstance(exc, HTTPException):
             response = self._http_error(request, exc)
             if response.status_code < 500:
                 kind = next((k for cls, k in _HTTP_KINDS if isinstance(exc, cls)), "http")
                 error = json.loads(response.get_data())["error"]
                 record.rejections.append(Rejection(None, error, kind, record.message_type))
             return response
-        except Exception:
-            log.exception("unhandled error for %s %s", request.method, request.path)
-            record.failure = "Internal error in habitat_http."
-            return error_response(500, record.failure)
+        log.error("unhandled error for %s %s", request.method, request.path, exc_info=exc)
+        record.failure = "Internal error in habitat_http."
+        return error_response(500, record.failure)
 
     def _http_error(self, request: Request, exc: HTTPException) -> Response:
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
@@ -419,7 +470,12 @@ class HabitatApp:
         return error_response(exc.code or 500, error, headers=headers, **extra)
 
     def wsgi_app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI entry point without ProxyFix (PEP 3333)."""
+        """The WSGI entry point without ProxyFix (PEP 3333): the hot path
+        (hotpath.py) when it takes the request, else werkzeug."""
+        if self.hot_path is not None:
+            answer = self.hot_path(environ, start_response)
+            if answer is not None:
+                return answer
         request = Request(environ)
         record = RequestRecord(request.method, request.path, Phases(self.monotonic))
         record.ip = request.remote_addr
@@ -476,16 +532,3 @@ def build_observer(config: Config, store: Store, clock: Clock) -> Observer:
         )
     logger = accesslog.access_logger() if config.access_log else None
     return Observer(metrics, logger, clock)
-
-
-def _callsign_hint(fields: dict[str, Any]) -> str | None:
-    """The posted callsign for the log (client text, at most 32 characters), if any."""
-    callsign = fields.get("callsign")
-    return callsign[:32] if isinstance(callsign, str) else None
-
-
-def _type_hint(fields: Any) -> str | None:
-    """The posted message type, when it is one of the types (a bounded label)."""
-    message_type = fields.get("type") if isinstance(fields, dict) else None
-    # Any JSON value may stand there: only a str can be looked up.
-    return message_type if isinstance(message_type, str) and message_type in DATA_MODELS else None

@@ -18,8 +18,10 @@ too.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 from gunicorn.http.errors import ParseException
@@ -33,7 +35,7 @@ from werkzeug.wrappers import Request
 
 from .messages import InvalidMessage
 from .ops.phases import Phases
-from .strictjson import first_problem, loads, parse
+from .strictjson import loads
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -90,8 +92,37 @@ def read_body(request: Request, max_body: int) -> bytes:
 
 def _read_input(request: Request) -> bytes:
     """Read the body from ``wsgi.input``, turning broken framing into a 400 or 408."""
-    try:
+    with _framing_errors():
         return request.get_data(cache=False)
+
+
+def read_exactly(stream: IO[bytes], length: int) -> bytes:
+    """Exactly ``length`` bytes of a body from a WSGI input stream (the hot path,
+    app.py), with the errors of :func:`read_body`.
+
+    Raises:
+        RequestTimeout: the server's read timeout passed while reading (408).
+        InvalidMessage: the body ended before ``length`` bytes, or its framing is
+            broken (400).
+    """
+    with _framing_errors():
+        data = stream.read(length)
+    if len(data) != length:
+        raise _ended_early()
+    return data
+
+
+def _ended_early() -> InvalidMessage:
+    return InvalidMessage.one(
+        None, "The request framing is broken: the body ended before its declared end.", "framing"
+    )
+
+
+@contextlib.contextmanager
+def _framing_errors() -> Iterator[None]:
+    """Errors while reading a body become 400 (broken framing) or 408 (too slow)."""
+    try:
+        yield
     except ParseException as exc:
         # gunicorn's chunked decoder: a bad chunk size, terminator or extension,
         # or a malformed trailer (RFC 9112 section 7.1).
@@ -108,11 +139,7 @@ def _read_input(request: Request) -> bytes:
             raise RequestTimeout("The body did not arrive in time; send it again.") from None
         # The body stopped before its declared length or last chunk (gunicorn's
         # NoMoreData), or the connection broke while it was read.
-        raise InvalidMessage.one(
-            None,
-            "The request framing is broken: the body ended before its declared end.",
-            "framing",
-        ) from None
+        raise _ended_early() from None
 
 
 def drain(request: Request, limit: int = DRAIN_LIMIT) -> None:
@@ -176,10 +203,6 @@ def _content_type(request: Request, allow_form: bool) -> bool:
     raise UnsupportedMediaType(f"Send {kinds}, not {mimetype or 'no Content-Type'}.")
 
 
-def _not_json(exc: ValueError) -> InvalidMessage:
-    return InvalidMessage.one(None, f"The body is not valid JSON: {exc}.", "json")
-
-
 def _form_fields(raw: bytes) -> dict[str, Any]:
     """The fields of a form-urlencoded body, each name and value strict UTF-8 text.
 
@@ -212,10 +235,10 @@ def _form_fields(raw: bytes) -> dict[str, Any]:
     return fields
 
 
-def read_fields(
+def read_message(
     request: Request, max_body: int, phases: Phases | None = None
-) -> dict[str, Any]:
-    """The message fields of a POST /message body, with ``data`` decoded.
+) -> bytes | dict[str, Any]:
+    """The body of a POST /message: JSON bytes, or the fields of a form.
 
     Args:
         request: the werkzeug request.
@@ -223,30 +246,25 @@ def read_fields(
         phases: where to end the ``read`` phase once the body is read.
 
     Returns:
-        A dict of field name to value. For form bodies every value is a string,
+        The decompressed bytes of a JSON body, for :func:`habitat_http.validator.message`;
+        or, for a form, a dict of field name to value, every value a string
         except ``data``, which is the decoded JSON value.
 
     Raises:
         UnsupportedMediaType: not JSON or form-urlencoded, or an unknown
             Content-Encoding (415).
         RequestEntityTooLarge: the body is over the limit (413).
-        InvalidMessage: the body is not a JSON object, the form's ``data`` is not
-            JSON, a form name or value is not UTF-8, a key or form field is given
-            twice, an integer is too long to read, the framing is broken, or the
-            compressed data is corrupt (400); ``field`` names the place when known.
+        InvalidMessage: the form's ``data`` is not JSON, a form name or value is
+            not UTF-8, a form field or a key of ``data`` is given twice, an integer
+            is too long, the framing is broken, or the compressed data is corrupt
+            (400); ``field`` names the place when known.
     """
     is_json = _content_type(request, allow_form=True)
     raw = read_body(request, max_body)
     if phases is not None:
         phases.end("read")
     if is_json:
-        try:
-            fields = loads(raw)
-        except ValueError as exc:
-            raise _not_json(exc) from None
-        if not isinstance(fields, dict):
-            raise InvalidMessage.one(None, "The body must be a JSON object holding one message.")
-        return fields
+        return raw
     fields = _form_fields(raw)
     if "data" in fields:
         try:
@@ -258,45 +276,22 @@ def read_fields(
     return fields
 
 
-def read_batch(
-    request: Request, max_body: int, max_items: int, phases: Phases | None = None
-) -> list[Any]:
-    """The items of a POST /messages body: a JSON array of message objects.
+def read_batch(request: Request, max_body: int, phases: Phases | None = None) -> bytes:
+    """The decompressed bytes of a POST /messages body, for
+    :func:`habitat_http.validator.batch`.
 
     Args:
         request: the werkzeug request.
         max_body: the largest body accepted, in bytes (HABITAT_MAX_BATCH_BODY).
-        max_items: the most items in one batch.
         phases: where to end the ``read`` phase once the body is read.
 
     Raises:
         UnsupportedMediaType: not JSON, or an unknown Content-Encoding (415).
-        RequestEntityTooLarge: the body is over the limit, or holds more than
-            ``max_items`` items (413).
-        InvalidMessage: the body is not a non-empty JSON array, the framing is
-            broken, or its compressed data is corrupt (400).
-
-    Returns:
-        The items. An item holding a key given twice or an integer too long to
-        read (:mod:`strictjson`) is replaced by the InvalidMessage saying why, so
-        that it is rejected alone.
+        RequestEntityTooLarge: the body is over the limit (413).
+        InvalidMessage: the framing is broken, or the compressed data is corrupt (400).
     """
     _content_type(request, allow_form=False)
     raw = read_body(request, max_body)
     if phases is not None:
         phases.end("read")
-    try:
-        items, marked = parse(raw)
-    except ValueError as exc:
-        raise _not_json(exc) from None
-    if not isinstance(items, list):
-        raise InvalidMessage.one(None, "The body must be a JSON array of message objects.")
-    if not items:
-        raise InvalidMessage.one(None, "The batch is empty; send 1 to 1000 messages.")
-    if len(items) > max_items:
-        raise RequestEntityTooLarge(
-            f"The batch holds {len(items)} messages; send at most {max_items} at once."
-        )
-    if marked:  # each item with a key given twice or a too-long integer is rejected alone
-        items = [InvalidMessage([p]) if (p := first_problem(i)) else i for i in items]
-    return items
+    return raw

@@ -88,13 +88,19 @@ def telem(
 _open_stores: list[SQLiteStore] = []
 
 
-def make_gateway(tmp_path: Path, config: Config | None = None) -> Gateway:
-    """A fresh app on ``tmp_path/habitat.db``; its store is closed after the test."""
+def make_gateway(tmp_path: Path, config: Config | None = None, *, hot: bool = True) -> Gateway:
+    """A fresh app on ``tmp_path/habitat.db``; its store is closed after the test.
+
+    ``hot=False`` builds it without the plain-WSGI hot path (app.py), so every
+    request takes the werkzeug path.
+    """
     db_path = tmp_path / "habitat.db"
     store = SQLiteStore(str(db_path))
     _open_stores.append(store)
     clock = FakeClock()
     app = create_app(config or Config(), store, clock)
+    if not hot:
+        app = HabitatApp(app.config, store, clock, app.observer, app.monotonic, hot_path=False)
     client = IPClient(app)
     return Gateway(app, store, clock, client, db_path)
 
@@ -106,9 +112,11 @@ def _close_stores() -> Iterator[None]:
         _open_stores.pop().close()
 
 
-@pytest.fixture
-def gw(tmp_path: Path) -> Gateway:
-    return make_gateway(tmp_path)
+@pytest.fixture(params=["hot path", "werkzeug path"])
+def gw(request: pytest.FixtureRequest, tmp_path: Path) -> Gateway:
+    """A gateway, once with the hot path and once with the werkzeug path only: every
+    test that uses it runs on both paths."""
+    return make_gateway(tmp_path, hot=request.param == "hot path")
 
 
 @pytest.fixture(scope="session")

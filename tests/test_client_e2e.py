@@ -469,9 +469,7 @@ def test_a_redirect_is_not_followed_and_the_batch_is_kept(
     uploader.received_telem(b"$$TEST,1,12:00:00*0000")
     assert uploader.close(timeout=30)
     assert [r["status"] for r in requests_log(log)] == [301, 301, 200]
-    assert any(
-        "/moved/messages; check the url" in r.getMessage() for r in caplog.records
-    )
+    assert any("/moved/messages; check the url" in r.getMessage() for r in caplog.records)
     assert stored_sentences(tmp_path) == [b"$$TEST,1,12:00:00*0000"]
 
 

@@ -138,9 +138,7 @@ def test_metrics_count_requests_messages_and_rejections(tmp_path: Path) -> None:
     assert metric(text, "habitat_batch_size_sum") == 3
     assert metric(text, "habitat_commit_group_size_count") == 3
     for phase in ("read", "parse", "validate", "commit", "total"):
-        count = metric(
-            text, "habitat_request_phase_seconds_count", endpoint="message", phase=phase
-        )
+        count = metric(text, "habitat_request_phase_seconds_count", endpoint="message", phase=phase)
         assert count == (3 if phase in ("read", "parse", "validate", "total") else 2), phase
     # Never a callsign or an address as a label.
     assert "M0ABC" not in text and "N0CALL" not in text and CLIENT_IP not in text

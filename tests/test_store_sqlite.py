@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 
 from habitat_http.config import Config
 from habitat_http.messages import Message
-from habitat_http.store import SchemaTooNew, StoreUnavailable, open_store
+from habitat_http.store import SchemaTooNew, StoreUnavailable, doorbell, open_store
 from habitat_http.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
 from .conftest import IPClient, create_app, telem
@@ -194,3 +196,41 @@ def test_fork_while_another_thread_holds_the_store_lock(tmp_path: Path) -> None:
     assert child.exitcode == 0  # the child got fresh locks, not the held one
     assert [m.callsign for m in store.read_after(0)] == ["M1ABC", "M2ABC"]
     store.close()
+
+
+def keyed(callsign: str, key: str) -> Message:
+    return dataclasses.replace(message(), callsign=callsign, dedup_key=key)
+
+
+def test_a_group_of_retries_is_stored_once_with_one_statement_per_row(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "h.db"))
+    first = store.put(keyed("A", "aa"))
+    batch = [keyed("B", "bb"), keyed("A", "aa"), keyed("B", "bb"), keyed("C", "cc")]
+    got = [(s.id, s.duplicate) for s in store.put_many(batch)]
+    assert got == [
+        (first.id + 1, False),
+        (first.id, True),
+        (first.id + 1, True),
+        (first.id + 2, False),
+    ]
+    assert [m.callsign for m in store.read_after(0)] == ["A", "B", "C"]
+    store.close()
+
+
+def test_the_doorbell_stays_quiet_while_no_message_server_listens(tmp_path: Path) -> None:
+    now = [100.0]
+    bell = doorbell.Bell(str(tmp_path / "h.db"), clock=lambda: now[0])
+    bell.ring()  # nobody listens: quiet from now on
+    listener = doorbell.Listener(str(tmp_path / "h.db"))
+    listener.wait(0.01)  # binds; the ring above is lost, as before
+    bell.ring()  # quiet: not sent
+    started = time.monotonic()
+    listener.wait(0.2)
+    assert time.monotonic() - started >= 0.15
+    now[0] += doorbell.QUIET
+    bell.ring()  # sent again
+    started = time.monotonic()
+    listener.wait(5)
+    assert time.monotonic() - started < 4
+    bell.close()
+    listener.close()

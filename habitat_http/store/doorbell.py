@@ -13,6 +13,11 @@ import hashlib
 import os
 import socket
 import time
+from collections.abc import Callable
+
+#: Seconds the bell stays quiet after finding no listener; the message server
+#: polls every 0.2 s anyway.
+QUIET = 0.5
 
 
 def address(db_path: str) -> bytes:
@@ -22,21 +27,34 @@ def address(db_path: str) -> bytes:
 
 
 class Bell:
-    """The gateway's side: ring after a commit; never blocks, never raises."""
+    """The gateway's side: ring after a commit; never blocks, never raises.
 
-    def __init__(self, db_path: str) -> None:
+    When no message server listens, a send fails (ECONNREFUSED); the bell then
+    stays quiet for :data:`QUIET` seconds instead of failing on every commit. A
+    server that starts listening meanwhile notices new messages at its next poll.
+    """
+
+    def __init__(self, db_path: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.address = address(db_path)
         self._sock: socket.socket | None = None
         self._pid = 0
+        self._clock = clock
+        self._quiet_until = 0.0
 
     def ring(self) -> None:
+        if self._quiet_until and self._clock() < self._quiet_until:
+            return
         if self._sock is None or self._pid != os.getpid():
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.setblocking(False)
             self._pid = os.getpid()
-        # No listener, or its queue is full: it will poll anyway.
-        with contextlib.suppress(OSError):
+        try:
             self._sock.sendto(b"!", self.address)
+            self._quiet_until = 0.0
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._quiet_until = self._clock() + QUIET  # nobody listens
+        except OSError:
+            pass  # its queue is full: it is awake already
 
     def close(self) -> None:
         if self._sock is not None and self._pid == os.getpid():
