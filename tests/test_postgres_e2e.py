@@ -161,11 +161,13 @@ def test_database_outage_gives_503_and_loses_nothing(
         t.join(60)
 
     statuses = {o[1] for o in outcomes}
-    assert statuses <= {200, 503}, statuses  # never a 500
+    # Never a 500. A request caught in flight as the server stops may miss its
+    # deadline (504); one that began and ended while it was down gets 503.
+    assert statuses <= {200, 503, 504}, statuses
     # Requests that began and ended while the database was down got 503.
     down = [o for o in outcomes if o[0] >= stopped_at and o[0] + o[4] < up_at - 0.5]
     assert down and all(o[1] == 503 for o in down)
-    assert all(o[3]["retry_after"] for o in outcomes if o[1] == 503)
+    assert all(o[3]["retry_after"] for o in outcomes if o[1] in (503, 504))
     assert max(o[4] for o in outcomes) < 2 + 3  # nothing hangs past HABITAT_DB_TIMEOUT
     assert sum(o[1] == 200 for o in outcomes if o[0] > up_at) >= 20  # recovered by itself
     stored = {m["data"]["string"]: m["id"] for m in cli_messages(private_pg.url)}
