@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,9 +25,15 @@ from werkzeug.test import Client
 from habitat_http import create_app
 from habitat_http.app import HabitatApp
 from habitat_http.config import Config
+from habitat_http.ops.accesslog import LOGGER_NAME
 from habitat_http.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The apps the tests build log their access lines through logging's own route
+# (to caplog and pytest's capture), not to this process's stdout, where the
+# default handler would write what it buffered after pytest's summary.
+logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 DATA = Path(__file__).resolve().parent / "data"
 CLIENT_IP = "192.0.2.7"  # RFC 5737 documentation address
 

@@ -148,3 +148,19 @@ def test_the_written_line_is_the_json_of_the_entry(callsign: str | None, error: 
     rec.rejections.clear()
     written = json.loads(accesslog.text(rec, 1.0))
     assert written == accesslog.line(rec, 1.0) and written["error"] == rec.failure
+
+
+def test_buffered_lines_are_written_together_when_full_or_flushed() -> None:
+    import io
+
+    stream = io.StringIO()
+    handler = accesslog.BufferedLines(stream)
+    for n in range(accesslog.BUFFER_LINES - 1):
+        handler.add(f'{{"n":{n}}}')
+    assert stream.getvalue() == ""  # nothing written line by line
+    handler.add('{"n":"last"}')  # the buffer is full: all of it at once
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == accesslog.BUFFER_LINES and lines[-1] == '{"n":"last"}'
+    handler.add('{"n":"more"}')
+    handler.flush()  # what the flusher thread and logging's shutdown do
+    assert stream.getvalue().splitlines()[-1] == '{"n":"more"}'
