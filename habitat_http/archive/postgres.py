@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import psycopg
@@ -54,7 +54,7 @@ def _lock_key(callsign: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-class PostgresArchive:
+class PostgresArchive(queries.ArchiveReads):
     """payload_telemetry, listener_information and listener_telemetry in PostgreSQL.
 
     Args:
@@ -64,6 +64,7 @@ class PostgresArchive:
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
+        self.dialect = store.dialect
         self._ready = False
 
     def initialize(self, at_startup: bool = True) -> None:
@@ -110,45 +111,6 @@ class PostgresArchive:
             for key in lock_keys:  # sorted by key: no deadlock even when two names collide
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
             rules.apply(_PostgresArchiveTx(conn), batch)
-
-    def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Documents of ``doc_type`` in the order of the message that first made them.
-
-        Only reads: before the archive's tables exist there are no documents.
-        """
-        return rules.paged_documents(doc_type, after, self._page)
-
-    def payloads_since(
-        self, since: int, limit: int = 1000, offset: int = 0
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.payloads_since`."""
-        return queries.payloads_since(self._query, since, limit, offset)
-
-    def recent(self, payload: str, limit: int = 10) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.recent`."""
-        return queries.recent(self._query, payload, limit)
-
-    def listeners_since(
-        self, since: int, limit: int = 100, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.listeners_since`."""
-        return queries.listeners_since(self._query, self.store.dialect, since, limit, after)
-
-    def track(
-        self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.track`."""
-        return queries.track(self._query, payload, since, limit, after)
-
-    def problems(
-        self, payload: str, limit: int = 20, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.problems`."""
-        return queries.problems(self._query, payload, limit, after)
-
-    def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
-        """See :meth:`habitat_http.archive.Archive.strings_of`."""
-        return queries.strings_of(self._query, payload)
 
     def _version(self, conn: psycopg.Connection[Any]) -> int:
         if self._ready:

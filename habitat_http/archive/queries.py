@@ -196,3 +196,63 @@ SAVE_PARSED: Final = (
     " estimated_time_created = CASE WHEN payload_telemetry.receivers = '{}'"
     " THEN excluded.estimated_time_created ELSE payload_telemetry.estimated_time_created END"
 )
+
+
+class ArchiveReads:
+    """The read side of the Archive protocol, written once for both backends on
+    top of their ``_query`` and ``_page`` (only how a statement runs differs).
+
+    Attributes:
+        dialect: the store's ``sqlite`` or ``postgresql``, set by the backend.
+    """
+
+    dialect: str
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def _page(self, doc_type: str, after: int) -> list[Any]:
+        raise NotImplementedError
+
+    def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Documents of ``doc_type`` in the order of the message that first made them.
+
+        Args:
+            doc_type: payload_telemetry, listener_information or listener_telemetry.
+            after: only documents first made by a message with a greater id.
+
+        Only reads: before the archive's tables exist there are no documents.
+        """
+        return rules.paged_documents(doc_type, after, self._page)
+
+    def payloads_since(
+        self, since: int, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.payloads_since`."""
+        return payloads_since(self._query, since, limit, offset)
+
+    def recent(self, payload: str, limit: int = 10) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.recent`."""
+        return recent(self._query, payload, limit)
+
+    def listeners_since(
+        self, since: int, limit: int = 100, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.listeners_since`."""
+        return listeners_since(self._query, self.dialect, since, limit, after)
+
+    def track(
+        self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.track`."""
+        return track(self._query, payload, since, limit, after)
+
+    def problems(
+        self, payload: str, limit: int = 20, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """See :meth:`habitat_http.archive.Archive.problems`."""
+        return problems(self._query, payload, limit, after)
+
+    def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
+        """See :meth:`habitat_http.archive.Archive.strings_of`."""
+        return strings_of(self._query, payload)

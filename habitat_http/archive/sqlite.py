@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from ..messages import StoredMessage
@@ -114,7 +114,7 @@ class _SQLiteArchiveTx:
         )
 
 
-class SQLiteArchive:
+class SQLiteArchive(queries.ArchiveReads):
     """payload_telemetry, listener_information and listener_telemetry in SQLite.
 
     Args:
@@ -124,6 +124,7 @@ class SQLiteArchive:
 
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
+        self.dialect = store.dialect
         self._ready = False
 
     def initialize(self, at_startup: bool = True) -> None:
@@ -153,49 +154,6 @@ class SQLiteArchive:
     def close(self) -> None:
         """Release this process's connection."""
         self.store.close()
-
-    def documents(self, doc_type: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Documents of ``doc_type`` in the order of the message that created them.
-
-        Args:
-            doc_type: payload_telemetry, listener_information or listener_telemetry.
-            after: only documents first created by a message with a greater id.
-
-        Only reads: before the archive's tables exist there are no documents.
-        """
-        return rules.paged_documents(doc_type, after, self._page)
-
-    def payloads_since(
-        self, since: int, limit: int = 1000, offset: int = 0
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.payloads_since`."""
-        return queries.payloads_since(self._query, since, limit, offset)
-
-    def recent(self, payload: str, limit: int = 10) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.recent`."""
-        return queries.recent(self._query, payload, limit)
-
-    def listeners_since(
-        self, since: int, limit: int = 100, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.listeners_since`."""
-        return queries.listeners_since(self._query, self.store.dialect, since, limit, after)
-
-    def track(
-        self, payload: str, since: int = 0, limit: int = 1000, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.track`."""
-        return queries.track(self._query, payload, since, limit, after)
-
-    def problems(
-        self, payload: str, limit: int = 20, after: str | None = None
-    ) -> list[dict[str, Any]]:
-        """See :meth:`habitat_http.archive.Archive.problems`."""
-        return queries.problems(self._query, payload, limit, after)
-
-    def strings_of(self, payload: str) -> Iterator[tuple[str, int]]:
-        """See :meth:`habitat_http.archive.Archive.strings_of`."""
-        return queries.strings_of(self._query, payload)
 
     def _version(self, conn: sqlite3.Connection) -> int:
         if self._ready:
