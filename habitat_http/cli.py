@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -29,6 +30,20 @@ MESSAGE_KEYS = ("id", "callsign", "type", "time_created", "time_uploaded", "ip",
 def main(ctx: click.Context) -> None:
     """habitat_http: the message gateway of the balloon tracking network."""
     ctx.ensure_object(Settings)  # the settings, read when a command first asks
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def sinks_config_option(help_text: str) -> Callable[[F], F]:
+    """The ``--config FILE`` option naming the message server's sinks (TOML)."""
+    return click.option(
+        "--config",
+        "config_file",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help=help_text,
+    )
 
 
 @main.command()
@@ -103,12 +118,8 @@ def _octal(value: str) -> int:
     "default $HABITAT_SCGI_PREFIX or the root.",
 )
 @db_option
-@click.option(
-    "--config",
-    "config_file",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="The message server's config: its sinks are loaded and checked before serving.",
+@sinks_config_option(
+    "The message server's config: its sinks are loaded and checked before serving."
 )
 @pass_settings
 def scgi(
@@ -180,13 +191,7 @@ def _load_sinks(server_config: ServerConfig, url: str) -> None:
 
 @main.command()
 @db_option
-@click.option(
-    "--config",
-    "config_file",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="TOML file naming the sinks; default: the archive and parser sinks.",
-)
+@sinks_config_option("TOML file naming the sinks; default: the archive and parser sinks.")
 @pass_settings
 def server(settings: Settings, config_file: str | None) -> None:
     """Run the message server: deliver stored messages to the sinks, until SIGTERM.
@@ -325,13 +330,7 @@ def archive(settings: Settings, doc_type: str, after: int) -> None:
     help="gunicorn worker processes.",
 )
 @db_option
-@click.option(
-    "--config",
-    "config_file",
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Message server config (sinks); default: the archive and parser sinks.",
-)
+@sinks_config_option("Message server config (sinks); default: the archive and parser sinks.")
 @click.option(
     "--no-server", is_flag=True, help="Serve the gateway alone, without the message server."
 )
