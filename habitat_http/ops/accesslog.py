@@ -12,7 +12,6 @@ making cost more than the rest of the line.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ import weakref
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any
 
+from . import process
 from .record import RequestRecord
 
 LOGGER_NAME = "habitat_http.access"
@@ -84,7 +84,7 @@ def access_logger() -> logging.Logger:
     return logger
 
 
-_flusher_pid = 0
+_flusher_process = 0  # the process (see ops.process) whose flusher runs
 _flusher_lock = threading.Lock()
 
 
@@ -102,11 +102,11 @@ def _flush_every(ref: weakref.ref[logging.Logger]) -> None:
 
 def _start_flusher(logger: logging.Logger) -> None:
     # Once per process: a thread does not survive gunicorn's fork of a worker.
-    global _flusher_pid
+    global _flusher_process
     with _flusher_lock:
-        if _flusher_pid == os.getpid():
+        if _flusher_process == process.generation():
             return
-        _flusher_pid = os.getpid()
+        _flusher_process = process.generation()
     threading.Thread(target=_flush_every, args=(weakref.ref(logger),), daemon=True).start()
 
 
@@ -179,7 +179,7 @@ def write(logger: logging.Logger, record: RequestRecord, time_now: float) -> Non
     API) so that no stack walk looks for the caller, which the line does not show.
     """
     if logger.isEnabledFor(logging.INFO):
-        if _flusher_pid != os.getpid():
+        if _flusher_process != process.generation():
             _start_flusher(logger)
         entry = text(record, time_now)
         handlers = logger.handlers

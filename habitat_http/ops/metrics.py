@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import bisect
-import os
 import threading
 import time
 import weakref
@@ -42,6 +41,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from . import process
 from .phases import PHASES
 from .record import RequestRecord
 
@@ -220,7 +220,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts: dict[Any, float] = {}  # counter child -> increment
         self._observed: dict[Any, list[float]] = {}  # histogram child -> per bucket, sum
-        self._flusher_pid = 0
+        self._flusher_process = 0  # the process (see ops.process) whose flusher runs
         # Histograms are flushed bucket by bucket through the child's own values,
         # prometheus_client's internals: checked here, or each observation goes
         # through observe() as it happens.
@@ -251,7 +251,7 @@ class Metrics:
 
     def observe(self, record: RequestRecord) -> None:
         """Count one served request (added to the exposed values within a second)."""
-        if self._flusher_pid != os.getpid():
+        if self._flusher_process != process.generation():
             self._start_flusher()
         endpoint = record.endpoint or "none"
         child = self._child
@@ -297,9 +297,9 @@ class Metrics:
     def _start_flusher(self) -> None:
         # Once per process: a thread does not survive gunicorn's fork of a worker.
         with self._lock:
-            if self._flusher_pid == os.getpid():
+            if self._flusher_process == process.generation():
                 return
-            self._flusher_pid = os.getpid()
+            self._flusher_process = process.generation()
         ref = weakref.ref(self)
         thread = threading.Thread(target=_flush_every, args=(ref,), daemon=True)
         thread.start()
